@@ -1,0 +1,17 @@
+"""pytest-llmjudge: LLM regression testing with pytest. An LLM judge grades each answer."""
+
+from __future__ import annotations
+
+from .datasets import Case, load_cases
+from .errors import ConfigError, DatasetError, JudgeError, LLMJudgeError, LLMScoreError
+from .judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
+from .metrics import CheckMetric, Metric, MetricInputs, register_metric
+from .verdict import Verdict
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Case", "CheckMetric", "ConfigError", "DatasetError", "Judge", "JudgeError", "JudgeRequest",
+    "JudgeResponse", "LLMJudgeError", "LLMScoreError", "Metric", "MetricInputs", "Sampling",
+    "Verdict", "load_cases", "register_metric",
+]

@@ -1,0 +1,209 @@
+"""``assert_llm_score``: judge an answer, record the verdict on the test, fail below threshold."""
+
+from __future__ import annotations
+
+import linecache
+import sys
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .errors import ConfigError, JudgeError, LLMScoreError
+from .judges.base import Judge
+from .metrics import get_metric
+from .metrics.base import AnyMetric, MetricInputs
+from .secrets import redact
+from .session import LLMJudgeSession
+from .verdict import Verdict
+
+_PACKAGE_DIR = str(Path(__file__).parent)
+
+
+@dataclass
+class Entry:
+    """One ``assert_llm_score`` call of a test: its verdict, its judge error, or a pending future."""
+
+    metric: str
+    judge: str
+    call_site: str
+    soft: bool
+    future: Future[Verdict] | None = None
+    verdict: Verdict | None = None
+    error: BaseException | None = None
+    raised: bool = False  # the failure was already raised inside the test body
+
+    def wait(self) -> None:
+        if self.future is not None:
+            try:
+                self.verdict = self.future.result()
+            except BaseException as exc:  # noqa: BLE001 - kept and re-raised in the test
+                self.error = exc
+            self.future = None
+
+    @property
+    def done(self) -> bool:
+        return self.future is None or self.future.done()
+
+    def failure(self) -> BaseException | None:
+        """The exception this entry fails its test with, if any."""
+        if self.error is not None:
+            return self.error
+        if self.verdict is not None and not self.verdict.passed and not self.soft:
+            return LLMScoreError(self.verdict)
+        return None
+
+    def as_record(self) -> dict[str, Any]:
+        """Plain data for the test report (crosses xdist)."""
+        if self.verdict is not None:
+            record = self.verdict.model_dump(mode="json", exclude={"details"})
+            record["error"] = None
+        else:
+            record = {"metric": self.metric, "judge": self.judge, "error": _error_text(self.error)}
+        record["soft"] = self.soft
+        return record
+
+
+@dataclass
+class ItemVerdicts:
+    """Every entry one test made, in call order."""
+
+    entries: list[Entry] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def done(self) -> bool:
+        return all(entry.done for entry in self.entries)
+
+    def settle(self) -> tuple[list[Entry], BaseException | None, Entry | None]:
+        """Wait for every verdict; keep those up to the first failure, as a sequential run would."""
+        kept: list[Entry] = []
+        for entry in self.entries:
+            entry.wait()
+            kept.append(entry)
+            failure = entry.failure()
+            if failure is not None:
+                return kept, failure, entry
+        return kept, None, None
+
+
+items_key = pytest.StashKey[ItemVerdicts]()
+
+
+class PendingVerdict:
+    """What ``assert_llm_score`` returns while judging runs concurrently.
+
+    Reading any attribute waits for the verdict (and raises LLMScoreError or JudgeError just
+    as the sequential call would have); ``resolve()`` returns the Verdict itself.
+    """
+
+    def __init__(self, entry: Entry) -> None:
+        self._entry = entry
+
+    def resolve(self) -> Verdict:
+        __tracebackhide__ = True
+        entry = self._entry
+        entry.wait()
+        failure = entry.failure()
+        if failure is not None:
+            entry.raised = True
+            raise failure
+        assert entry.verdict is not None
+        return entry.verdict
+
+    def __getattr__(self, name: str) -> Any:
+        __tracebackhide__ = True
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.resolve(), name)
+
+    def __repr__(self) -> str:
+        entry = self._entry
+        if entry.done:
+            entry.wait()
+            return repr(entry.verdict) if entry.verdict is not None else f"<PendingVerdict error={entry.error!r}>"
+        return f"<PendingVerdict {entry.metric} (judging)>"
+
+
+def assert_llm_score(
+    session: LLMJudgeSession,
+    item: pytest.Item,
+    output: Any,
+    *,
+    metric: str | AnyMetric = "correctness",
+    input: str | None = None,
+    expected: str | None = None,
+    context: str | list[str] | None = None,
+    criteria: str | None = None,
+    threshold: float | None = None,
+    judge: Judge | str | None = None,
+) -> Verdict:
+    """Judge ``output`` with ``metric``; raise LLMScoreError below ``threshold``."""
+    __tracebackhide__ = True
+    metric_obj = get_metric(metric)
+    if not isinstance(output, str):
+        raise ConfigError(
+            f"assert_llm_score: output must be a string, got {type(output).__name__}; "
+            "pass the application's answer text"
+        )
+    if isinstance(context, (list, tuple)):
+        context = "\n\n".join(str(part) for part in context)
+    inputs = MetricInputs(output=output, input=input, expected=expected, context=context, criteria=criteria)
+    metric_obj.check_inputs(inputs)
+    if threshold is None:
+        threshold = session.settings.threshold
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ConfigError(f"assert_llm_score: threshold must be in [0, 1] (scores are normalized), got {threshold}")
+    judge_obj = session.resolve_judge(judge) if metric_obj.needs_judge else None
+    record = item.stash.setdefault(items_key, ItemVerdicts())
+    entry = Entry(
+        metric=metric_obj.name,
+        judge=judge_obj.name if judge_obj is not None else getattr(metric_obj, "judge_name", "check"),
+        call_site=_call_site(),
+        soft=session.settings.soft,
+    )
+    with record.lock:
+        record.entries.append(entry)
+    if session.concurrent and judge_obj is not None:
+        entry.future = session.submit(metric_obj, inputs, judge_obj, float(threshold), item.nodeid)
+        return PendingVerdict(entry)  # type: ignore[return-value]
+    try:
+        entry.verdict = session.evaluate(metric_obj, inputs, judge_obj, float(threshold), item.nodeid)
+    except JudgeError as exc:
+        entry.error = exc
+        entry.raised = True
+        raise
+    failure = entry.failure()
+    if failure is not None:
+        entry.raised = True
+        raise failure
+    return entry.verdict
+
+
+def _call_site() -> str:
+    """``file:line: in function`` plus source of the user's frame that called us."""
+    frame = sys._getframe(1)
+    while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR) or "pluggy" in frame.f_code.co_filename):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return ""
+    filename, lineno = frame.f_code.co_filename, frame.f_lineno
+    source = linecache.getline(filename, lineno).strip()
+    return f"{filename}:{lineno}: in {frame.f_code.co_name}\n    {source}"
+
+
+def _error_text(error: BaseException | None) -> str:
+    if error is None:
+        return ""
+    return redact(f"{type(error).__name__}: {error}")
+
+
+def failure_longrepr(entry: Entry, failure: BaseException) -> str:
+    """The report text of a failure found after the test body finished (concurrent judging)."""
+    kind = f"{type(failure).__module__}.{type(failure).__name__}"
+    message = "\n".join(f"E   {line}" if i == 0 else f"E   {line}" for i, line in enumerate(redact(str(failure)).splitlines()))
+    message = message.replace("E   ", f"E   {kind}: ", 1)
+    return f"{entry.call_site}\n{message}"

@@ -1,0 +1,152 @@
+"""Turn (metric, answer, judge) into a Verdict: render, call, validate, score."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import JudgeError
+from .judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
+from .judges.parsing import extract_json_object
+from .metrics.base import AnyMetric, CheckMetric, Metric, MetricInputs
+from .secrets import redact
+from .verdict import Verdict
+
+#: a reply that does not validate is retried this many times with the error shown to the judge
+FORMAT_RETRIES = 1
+
+
+def build_request(
+    metric: Metric, inputs: MetricInputs, sampling: Sampling = Sampling(), sample_index: int = 0
+) -> JudgeRequest:
+    """The judge request for one metric on one answer."""
+    return JudgeRequest(
+        messages=metric.messages(inputs),
+        schema=metric.schema,
+        sampling=sampling,
+        sample_index=sample_index,
+        score_field=metric.score_field,
+        score_values=metric.score_values(),
+    )
+
+
+def parse_reply(response: JudgeResponse, schema: type[BaseModel]) -> BaseModel:
+    """The validated schema instance in a reply; ValueError says what is wrong with it."""
+    if response.parsed is not None:
+        return response.parsed
+    try:
+        data = extract_json_object(response.text)
+    except ValueError as exc:
+        raise ValueError(f"{exc}: {response.text[:200]!r}") from None
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise ValueError(f"the JSON does not match the schema: {problems}") from None
+
+
+def judge_once(judge: Judge, metric: Metric, request: JudgeRequest) -> tuple[BaseModel, JudgeResponse]:
+    """Call the judge; retry once with the validation error shown; JudgeError after that."""
+    current = request
+    response = judge.judge(current)
+    usage = dict(response.usage)
+    for attempt in range(FORMAT_RETRIES + 1):
+        try:
+            parsed = parse_reply(response, metric.schema)
+            response.usage = usage
+            return parsed, response
+        except ValueError as exc:
+            if attempt == FORMAT_RETRIES:
+                raise JudgeError(
+                    f"{judge.name} gave no valid verdict for {metric.name}: {redact(str(exc))}",
+                    judge=judge.name,
+                    metric=metric.name,
+                ) from None
+            feedback = (
+                f"Your reply was not valid: {exc}. Reply again with only the JSON object, "
+                "valid for the schema."
+            )
+            current = JudgeRequest(
+                messages=(*request.messages, {"role": "assistant", "content": response.text},
+                          {"role": "user", "content": feedback}),
+                schema=request.schema, sampling=request.sampling, sample_index=request.sample_index,
+                score_field=request.score_field, score_values=request.score_values,
+            )
+            response = judge.judge(current)
+            for key, value in response.usage.items():
+                usage[key] = usage.get(key, 0) + value
+    raise AssertionError("unreachable")
+
+
+def verdict_from_reply(
+    metric: Metric, parsed: BaseModel, response: JudgeResponse, *, judge_name: str, threshold: float
+) -> Verdict:
+    """Score a validated reply. With a score distribution the score is its expectation."""
+    raw = float(metric.score(parsed))
+    argmax_score = None
+    distribution = None
+    if response.score_distribution:
+        weighted = sum(value * p for value, p in response.score_distribution.items())
+        argmax_score = metric.normalize(raw)
+        distribution = {str(k): round(v, 6) for k, v in response.score_distribution.items()}
+        raw = weighted
+    score = metric.normalize(raw)
+    return Verdict(
+        metric=metric.name,
+        score=score,
+        raw_score=raw,
+        scale=(float(metric.scale[0]), float(metric.scale[1])),
+        reason=metric.reason_of(parsed),
+        threshold=threshold,
+        passed=score >= threshold,
+        judge=judge_name,
+        latency_s=response.latency_s,
+        usage=response.usage,
+        argmax_score=argmax_score,
+        score_distribution=distribution,
+        details=metric.details(parsed) if metric.details else {},
+    )
+
+
+def run_check(metric: CheckMetric, inputs: MetricInputs, threshold: float) -> Verdict:
+    """Evaluate a deterministic metric."""
+    started = time.perf_counter()
+    score, reason = metric.check(inputs)
+    score = min(1.0, max(0.0, float(score)))
+    return Verdict(
+        metric=metric.name, score=score, raw_score=score, reason=reason, threshold=threshold,
+        passed=score >= threshold, judge=metric.judge_name, latency_s=time.perf_counter() - started,
+    )
+
+
+def evaluate(
+    metric: AnyMetric,
+    inputs: MetricInputs,
+    judge: Judge | None,
+    *,
+    threshold: float,
+    sampling: Sampling = Sampling(),
+    sample_index: int = 0,
+    cache: Any = None,
+) -> Verdict:
+    """Grade one answer with one metric: a cached verdict when there is one, else the judge's."""
+    if isinstance(metric, CheckMetric):
+        return run_check(metric, inputs, threshold)
+    if judge is None:
+        raise JudgeError(f"metric {metric.name} needs a judge and none is configured", metric=metric.name)
+    request = build_request(metric, inputs, sampling, sample_index)
+    key = None
+    if cache is not None:
+        key = cache.key(judge, metric, request)
+        hit = cache.get(key, threshold)
+        if hit is not None:
+            return hit
+    parsed, response = judge_once(judge, metric, request)
+    verdict = verdict_from_reply(metric, parsed, response, judge_name=judge.name, threshold=threshold)
+    if cache is not None and key is not None:
+        cache.put(key, verdict)
+    return verdict

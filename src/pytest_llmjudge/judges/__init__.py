@@ -1,0 +1,56 @@
+"""Judge backends, chosen by a spec string: ``openai:MODEL``, ``hf:MODEL``, ``local:MODEL``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..errors import ConfigError
+from .base import Judge, JudgeRequest, JudgeResponse, Sampling
+from .fake import FakeJudge
+
+BACKENDS = ("openai", "hf", "local")
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+DEFAULT_LOCAL_SPEC = "local:smollm2-135m"
+
+
+def default_judge_spec(base_url: str | None = None) -> str:
+    """The judge used when none is configured: OpenAI with a key or a base URL, else the local one."""
+    if os.environ.get("OPENAI_API_KEY") or base_url or os.environ.get("OPENAI_BASE_URL"):
+        return f"openai:{DEFAULT_OPENAI_MODEL}"
+    return DEFAULT_LOCAL_SPEC
+
+
+def make_judge(spec: str, **options: Any) -> Judge:
+    """Build a judge from its spec. ``options``: base_url, timeout, max_retries, batch_size, ..."""
+    backend, sep, model = spec.partition(":")
+    if not sep or not model:
+        raise ConfigError(
+            f"invalid judge spec {spec!r}: use BACKEND:MODEL with BACKEND one of "
+            f"{', '.join(BACKENDS)}, e.g. openai:gpt-4o-mini or local:smollm2-135m"
+        )
+    base_url = options.get("base_url")
+    timeout = float(options.get("timeout", 60.0))
+    max_retries = int(options.get("max_retries", 4))
+    if backend == "openai":
+        from .openai_compat import OpenAIJudge
+
+        return OpenAIJudge(
+            model, base_url=base_url, timeout=timeout, max_retries=max_retries,
+            require_key=bool(options.get("require_key", True)),
+        )
+    if backend == "hf":
+        from .hf_inference import HFInferenceJudge
+
+        return HFInferenceJudge(model, base_url=base_url, timeout=timeout, max_retries=max_retries)
+    if backend == "local":
+        from .local_transformers import make_local_judge
+
+        return make_local_judge(model, **options)
+    raise ConfigError(f"unknown judge backend {backend!r} in {spec!r}; use one of {', '.join(BACKENDS)}")
+
+
+__all__ = [
+    "DEFAULT_LOCAL_SPEC", "FakeJudge", "Judge", "JudgeRequest", "JudgeResponse", "Sampling",
+    "default_judge_spec", "make_judge",
+]

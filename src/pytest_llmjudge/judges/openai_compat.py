@@ -1,0 +1,198 @@
+"""``openai:MODEL`` — any OpenAI-compatible server through the official ``openai`` SDK."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import ConfigError, JudgeError
+from ..secrets import redact
+from .base import JudgeRequest, JudgeResponse, with_schema_in_prompt
+from .parsing import score_distribution_from_top_logprobs
+from .retry import Failure, call_with_retries, gate_for
+
+#: structured-output modes, strictest first; a server that rejects one gets the next
+MODES = ("json_schema", "json_object", "text")
+_FORMAT_WORDS = ("response_format", "json_schema", "json schema", "grammar", "schema")
+
+# what worked per (endpoint, model), remembered for the rest of the run
+_mode_memory: dict[tuple[str, str], int] = {}
+_logprobs_off: set[tuple[str, str]] = set()
+_memory_lock = threading.Lock()
+
+
+class _FormatRejected(Exception):
+    pass
+
+
+class OpenAIJudge:
+    """A judge on an OpenAI-compatible chat-completions endpoint."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        require_key: bool = True,
+    ) -> None:
+        import openai
+
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        api_key = os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            if base_url is None and require_key:
+                raise ConfigError(
+                    f"judge openai:{model} needs an API key: set the OPENAI_API_KEY environment "
+                    "variable, or point --llm-base-url at a server that needs none"
+                )
+            api_key = "no-key"  # local servers (vLLM, llama.cpp, Ollama) ignore it
+        self.model = model
+        self.name = f"openai:{model}"
+        self.base_url = base_url or "https://api.openai.com/v1"
+        self.endpoint = urlsplit(self.base_url).netloc or self.base_url
+        self.max_retries = max_retries
+        self._gate = gate_for(self.base_url)
+        self._key = (self.base_url, model)
+        self._openai = openai
+        # one client (one connection pool) per judge; our own retries (shared budget,
+        # Retry-After) replace the SDK's
+        self._client = openai.OpenAI(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def judge(self, request: JudgeRequest) -> JudgeResponse:
+        while True:
+            with _memory_lock:
+                mode = _mode_memory.get(self._key, 0)
+                logprobs = bool(request.score_field) and self._key not in _logprobs_off
+            try:
+                return self._call(request, MODES[mode], logprobs)
+            except _FormatRejected as rejected:
+                with _memory_lock:
+                    if logprobs and "logprob" in str(rejected).lower():
+                        _logprobs_off.add(self._key)
+                    elif mode + 1 < len(MODES):
+                        _mode_memory[self._key] = max(_mode_memory.get(self._key, 0), mode + 1)
+                    else:
+                        raise JudgeError(f"{self.name}: {rejected}", judge=self.name) from None
+
+    def _call(self, request: JudgeRequest, mode: str, logprobs: bool) -> JudgeResponse:
+        kwargs: dict[str, Any] = {"model": self.model, "temperature": request.sampling.temperature}
+        if request.sampling.top_p is not None:
+            kwargs["top_p"] = request.sampling.top_p
+        if request.sampling.max_tokens is not None:
+            kwargs["max_tokens"] = request.sampling.max_tokens
+        if request.sampling.seed is not None:
+            kwargs["seed"] = request.sampling.seed
+        if logprobs:
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = 10
+        schema = request.schema_json()
+        messages: list[dict[str, str]] = [dict(m) for m in request.messages]
+        if mode == "json_schema":
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": request.schema.__name__, "schema": schema, "strict": False},
+            }
+        elif mode == "json_object":
+            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+            messages = with_schema_in_prompt(request.messages, request.schema)
+        else:
+            messages = with_schema_in_prompt(request.messages, request.schema)
+        started = time.perf_counter()
+        completion = call_with_retries(
+            lambda: self._client.chat.completions.create(messages=messages, **kwargs),  # type: ignore[arg-type]
+            lambda exc: self._classify(exc, mode, logprobs),
+            gate=self._gate,
+            max_retries=self.max_retries,
+            judge=self.name,
+        )
+        latency = time.perf_counter() - started
+        return self._response(completion, request, latency)
+
+    def _response(self, completion: Any, request: JudgeRequest, latency: float) -> JudgeResponse:
+        try:
+            choice = completion.choices[0]
+            text = choice.message.content
+        except (AttributeError, IndexError, TypeError):
+            raise JudgeError(
+                f"{self.name}: the server's reply is not a chat completion: {redact(str(completion))[:200]}",
+                judge=self.name,
+            ) from None
+        if not text:
+            refusal = getattr(choice.message, "refusal", None)
+            raise JudgeError(
+                f"{self.name}: empty reply" + (f" (refusal: {refusal})" if refusal else ""),
+                judge=self.name,
+            )
+        usage: dict[str, int] = {}
+        if completion.usage is not None:
+            usage = {
+                "prompt_tokens": completion.usage.prompt_tokens or 0,
+                "completion_tokens": completion.usage.completion_tokens or 0,
+                "total_tokens": completion.usage.total_tokens or 0,
+            }
+        distribution = None
+        content_logprobs = getattr(getattr(choice, "logprobs", None), "content", None)
+        if request.score_field and content_logprobs:
+            distribution = score_distribution_from_top_logprobs(
+                [t.token for t in content_logprobs],
+                [[(a.token, a.logprob) for a in (t.top_logprobs or [])] or [(t.token, t.logprob)]
+                 for t in content_logprobs],
+                request.score_field,
+                request.score_values,
+            )
+        if choice.finish_reason == "length":
+            text += "\n[truncated: the judge hit its token limit]"
+        return JudgeResponse(text=text, usage=usage, latency_s=latency, score_distribution=distribution)
+
+    def _classify(self, exc: Exception, mode: str, logprobs: bool) -> Failure | None:
+        openai = self._openai
+        if isinstance(exc, openai.APITimeoutError):
+            return Failure(True, "the request timed out")
+        if isinstance(exc, openai.APIConnectionError):
+            return Failure(True, f"cannot connect to {self.base_url}")
+        if isinstance(exc, openai.APIStatusError):
+            status = exc.status_code
+            body = redact(_error_text(exc))
+            if status == 429:
+                return Failure(True, f"rate limited (429): {body}", _retry_after(exc))
+            names_format = any(word in body.lower() for word in _FORMAT_WORDS)
+            names_logprobs = logprobs and "logprob" in body.lower()
+            rejects_request = status in (400, 415, 422) or (status >= 500 and names_format)
+            if (mode != "text" or names_logprobs) and rejects_request and (names_format or names_logprobs or status < 500):
+                raise _FormatRejected(f"{status}: {body}") from None
+            if status >= 500:
+                return Failure(True, f"server error {status}: {body}")
+            if status in (401, 403):
+                return Failure(False, f"authentication failed ({status}); check the API key in the environment")
+            return Failure(False, f"request rejected ({status}): {body}")
+        if isinstance(exc, openai.APIResponseValidationError) or isinstance(exc, ValueError):
+            return Failure(True, f"malformed reply from the server: {redact(str(exc))[:200]}")
+        return None
+
+
+def _error_text(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return str(error.get("message", error))
+        return str(error)
+    return str(getattr(exc, "message", "") or exc)[:300]
+
+
+def _retry_after(exc: Any) -> float | None:
+    try:
+        value = exc.response.headers.get("retry-after")
+        return float(value) if value is not None else None
+    except (AttributeError, TypeError, ValueError):
+        return None

@@ -1,0 +1,187 @@
+"""A metric: what is judged. A prompt template + a pydantic verdict schema + a scoring rule."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field
+from typing_extensions import Annotated
+
+from ..errors import ConfigError
+from ..judges.base import Message
+
+DEFAULT_SYSTEM = (
+    "You are a strict, fair evaluator of answers produced by an AI application. "
+    "Follow the rubric exactly and answer only in the requested JSON format."
+)
+
+INPUT_NAMES = ("output", "input", "expected", "context", "criteria")
+
+
+def bounded_str(max_chars: int) -> Any:
+    """A string type whose schema advertises ``maxLength`` and whose value is truncated to it.
+
+    Constrained decoders honour the bound (a small model cannot loop inside a string until
+    the token limit); a remote judge that writes a longer string is truncated, not rejected.
+    """
+    return Annotated[
+        str,
+        Field(json_schema_extra={"maxLength": max_chars}),
+        AfterValidator(lambda s: s[:max_chars]),
+    ]
+
+
+def bounded_list(item: Any, max_items: int) -> Any:
+    """A list type whose schema advertises ``maxItems`` and whose value is truncated to it."""
+    return Annotated[
+        list[item],
+        Field(json_schema_extra={"maxItems": max_items}),
+        AfterValidator(lambda items: items[:max_items]),
+    ]
+
+
+@dataclass(frozen=True)
+class MetricInputs:
+    """Everything a metric may look at for one answer."""
+
+    output: str
+    input: str | None = None
+    expected: str | None = None
+    context: str | None = None
+    criteria: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {name: getattr(self, name) or "" for name in INPUT_NAMES}
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A judged metric.
+
+    ``prompt`` is a ``str.format`` template over ``{output}``, ``{input}``, ``{expected}``,
+    ``{context}`` and ``{criteria}``. ``score`` maps the validated verdict instance to a raw
+    score on ``scale``; the Verdict's score is that raw score normalized to [0, 1].
+    ``score_field`` names an integer (``Literal``) field whose token probabilities, when the
+    backend reports them, give a probability-weighted score. Change ``version`` (or the prompt
+    or schema) and cached verdicts of this metric are no longer used.
+
+    Example::
+
+        class Politeness(BaseModel):
+            reason: str
+            score: Literal[1, 2, 3]
+
+        politeness = Metric(
+            name="politeness",
+            prompt="Rate how polite this reply is, 1 (rude) to 3 (polite).\\nReply: {output}",
+            schema=Politeness,
+            score=lambda v: v.score,
+            scale=(1, 3),
+        )
+    """
+
+    name: str
+    prompt: str
+    schema: type[BaseModel]
+    score: Callable[[Any], float]
+    scale: tuple[float, float] = (0.0, 1.0)
+    requires: tuple[str, ...] = ()
+    system: str = DEFAULT_SYSTEM
+    score_field: str | None = None
+    reason: Callable[[Any], str] | None = None
+    details: Callable[[Any], dict[str, Any]] | None = None
+    version: str = "1"
+    _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ConfigError("Metric needs a name")
+        if not (isinstance(self.schema, type) and issubclass(self.schema, BaseModel)):
+            raise ConfigError(f"Metric {self.name!r}: schema must be a pydantic BaseModel class")
+        low, high = self.scale
+        if not high > low:
+            raise ConfigError(f"Metric {self.name!r}: scale {self.scale} must be (low, high), low < high")
+        try:
+            self.prompt.format(**{name: "" for name in INPUT_NAMES})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ConfigError(
+                f"Metric {self.name!r}: the prompt template uses an unknown field {exc}; "
+                f"use {', '.join('{' + n + '}' for n in INPUT_NAMES)} and write literal braces as {{{{ }}}}"
+            ) from None
+
+    @property
+    def needs_judge(self) -> bool:
+        return True
+
+    def check_inputs(self, inputs: MetricInputs) -> None:
+        missing = [name for name in self.requires if not getattr(inputs, name)]
+        if missing:
+            raise ConfigError(
+                f"metric {self.name!r} needs {', '.join(f'{m}=' for m in missing)} "
+                "in assert_llm_score(...)"
+            )
+
+    def messages(self, inputs: MetricInputs) -> tuple[Message, ...]:
+        user = self.prompt.format(**inputs.as_dict())
+        return ({"role": "system", "content": self.system}, {"role": "user", "content": user})
+
+    def normalize(self, raw: float) -> float:
+        low, high = self.scale
+        return min(1.0, max(0.0, (raw - low) / (high - low)))
+
+    def score_values(self) -> tuple[int, ...]:
+        """The allowed values of ``score_field``, read from its ``Literal`` annotation."""
+        if not self.score_field:
+            return ()
+        annotation = self.schema.model_fields[self.score_field].annotation
+        if typing.get_origin(annotation) is Literal:
+            return tuple(int(v) for v in typing.get_args(annotation))
+        return ()
+
+    def reason_of(self, parsed: BaseModel) -> str:
+        if self.reason is not None:
+            return self.reason(parsed)
+        return str(getattr(parsed, "reason", "") or "")
+
+    def fingerprint(self) -> str:
+        """A hash of everything about the metric that changes its verdicts."""
+        if not self._fingerprint:
+            blob = json.dumps(
+                [self.name, self.version, self.prompt, self.system, self.scale,
+                 self.schema.model_json_schema()],
+                sort_keys=True,
+            )
+            self._fingerprint.append(hashlib.sha256(blob.encode()).hexdigest()[:16])
+        return self._fingerprint[0]
+
+
+@dataclass(frozen=True)
+class CheckMetric:
+    """A deterministic metric computed without a judge (exact match, regex, embeddings...).
+
+    ``check`` returns ``(score in [0, 1], reason)``.
+    """
+
+    name: str
+    check: Callable[[MetricInputs], tuple[float, str]]
+    requires: tuple[str, ...] = ()
+    version: str = "1"
+    judge_name: str = "check"
+
+    @property
+    def needs_judge(self) -> bool:
+        return False
+
+    def check_inputs(self, inputs: MetricInputs) -> None:
+        Metric.check_inputs(self, inputs)  # type: ignore[arg-type]
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"{self.name}:{self.version}".encode()).hexdigest()[:16]
+
+
+AnyMetric = Metric | CheckMetric

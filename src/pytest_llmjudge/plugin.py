@@ -1,0 +1,274 @@
+"""The pytest11 entry point: options, fixtures, the ``llm_dataset`` marker and report hooks.
+
+This module is wiring only; each responsibility lives in its own module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import pytest
+
+from . import hookspecs
+from .assertion import ItemVerdicts, assert_llm_score as _assert_llm_score, failure_longrepr, items_key
+from .errors import DatasetError, JudgeError, LLMJudgeError
+from .judges import Judge, make_judge
+from .report import junit
+from .report.collect import GateResult, RunSummary
+from .report.terminal import summary_lines
+from .session import LLMJudgeSession
+from .settings import Settings, addoptions
+
+session_key = pytest.StashKey[LLMJudgeSession]()
+summary_key = pytest.StashKey[RunSummary]()
+gates_key = pytest.StashKey[list[GateResult]]()
+release_key = pytest.StashKey[Any]()
+
+ReportFinalizer = Callable[[pytest.Item, list[pytest.TestReport]], None]
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    addoptions(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "llm_dataset(path, *, id_column=None, sample=None, seed=None, required=None): "
+        "parametrize the test's `case` argument with the rows of a CSV/JSON/JSONL dataset",
+    )
+    settings = Settings.from_config(config)
+    session = LLMJudgeSession(config, settings)
+    config.stash[session_key] = session
+    if not hasattr(config, "workerinput"):
+        config.stash[summary_key] = RunSummary()
+    if settings.cache_clear and session.cache is not None:
+        session.cache.clear()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(session_key, None)
+    if session is not None:
+        session.close()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: workers share the controller's run id."""
+    node.workerinput["llmjudge_run_id"] = node.config.stash[session_key].run_id
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_llmjudge_make_judge(config: pytest.Config, spec: str) -> Judge:
+    settings = config.stash[session_key].settings
+    return make_judge(
+        spec, base_url=settings.base_url, timeout=settings.timeout, max_retries=settings.max_retries,
+        batch_size=settings.batch_size, require_key=settings.cache_mode != "replay",
+    )
+
+
+# -- dataset marker ---------------------------------------------------------------------
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("llm_dataset")
+    if marker is None:
+        return
+    from .datasets import load_cases
+
+    if "case" not in metafunc.fixturenames:
+        raise pytest.Collector.CollectError(
+            f"{metafunc.definition.nodeid}: @pytest.mark.llm_dataset parametrizes an argument "
+            "named `case`; add `case` to the test's parameters"
+        )
+    if len(marker.args) != 1:
+        raise pytest.Collector.CollectError(
+            f"{metafunc.definition.nodeid}: llm_dataset takes one path, e.g. "
+            '@pytest.mark.llm_dataset("data/qa.jsonl"); got ' + repr(marker.args)
+        )
+    allowed = {"id_column", "sample", "seed", "required"}
+    unknown = set(marker.kwargs) - allowed
+    if unknown:
+        raise pytest.Collector.CollectError(
+            f"{metafunc.definition.nodeid}: llm_dataset got unknown argument(s) "
+            f"{', '.join(sorted(unknown))}; accepted: {', '.join(sorted(allowed))}"
+        )
+    try:
+        cases = load_cases(marker.args[0], base_dir=metafunc.definition.path.parent, **marker.kwargs)
+    except DatasetError as exc:
+        raise pytest.Collector.CollectError(str(exc)) from None
+    metafunc.parametrize("case", cases, ids=[case.id for case in cases])
+
+
+# -- fixtures ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def llm_judge(pytestconfig: pytest.Config) -> Judge:
+    """The configured default judge (``--llm-judge``), built once per session."""
+    return pytestconfig.stash[session_key].judge()
+
+
+@pytest.fixture
+def assert_llm_score(request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Judge an answer and fail the test when its score is below the threshold.
+
+    Example::
+
+        def test_capital(assert_llm_score):
+            answer = my_app("What is the capital of France?")
+            verdict = assert_llm_score(answer, metric="correctness",
+                                       input="What is the capital of France?",
+                                       expected="Paris", threshold=0.6)
+            assert verdict.reason
+
+    Signature: ``assert_llm_score(output, *, metric="correctness", input=None, expected=None,
+    context=None, criteria=None, threshold=None, judge=None) -> Verdict``. Below threshold it
+    raises LLMScoreError (an AssertionError); a judge that cannot answer raises JudgeError.
+    """
+    session = request.config.stash[session_key]
+    item = request.node
+
+    def assert_llm_score(output: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        return _assert_llm_score(session, item, output, **kwargs)
+
+    return assert_llm_score
+
+
+# -- running and reporting --------------------------------------------------------------
+def _attach(item: pytest.Item, reports: list[pytest.TestReport]) -> None:
+    """Put the item's verdict records on its call report; fail it on a late failure."""
+    record: ItemVerdicts | None = item.stash.get(items_key, None)
+    if record is None or not record.entries:
+        return
+    call = next((r for r in reports if r.when == "call"), None)
+    if call is None:
+        return
+    kept, failure, failing = record.settle()
+    records = [entry.as_record() for entry in kept]
+    call.llmjudge_records = records  # type: ignore[attr-defined]
+    if junit.junit_family(item.config) != "xunit2":
+        call.user_properties = list(call.user_properties) + junit.per_test_properties(records)
+    if failure is not None and failing is not None and not failing.raised and not hasattr(call, "wasxfail"):
+        call.outcome = "failed"
+        call.longrepr = failure_longrepr(failing, failure)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    session = item.config.stash[session_key]
+    if report.when == "call" and not session.concurrent:
+        _attach(item, [report])
+    return report
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    """Concurrent judging: run ahead, hold reports until verdicts arrive, log in order."""
+    session = item.config.stash[session_key]
+    if not session.concurrent:
+        return None
+    release = item.config.stash.get(release_key, None)
+    if release is None:
+        from .scheduling import OrderedRelease
+
+        release = OrderedRelease(item.session, _attach, window=max(2 * session.settings.concurrency, 8))
+        item.config.stash[release_key] = release
+    release.run(item, nextitem)
+    return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
+    try:
+        return (yield)
+    except BaseException:
+        release = session.config.stash.get(release_key, None)
+        if release is not None:
+            release.drain(wait=False)  # interrupted: keep what is judged, wait for nothing
+        raise
+    finally:
+        release = session.config.stash.get(release_key, None)
+        if release is not None:
+            release.drain()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    records = getattr(report, "llmjudge_records", None)
+    if not records or report.when != "call":
+        return
+    config = _config_of(report)
+    if config is None:
+        return
+    summary = config.stash.get(summary_key, None)
+    if summary is None:
+        return
+    for record in records:
+        summary.add(report.nodeid, record)
+    if junit.junit_family(config) == "xunit2":
+        junit.write_system_out(config, report, junit.per_test_properties(records))
+
+
+_configs: list[pytest.Config] = []
+
+
+def _config_of(report: pytest.TestReport) -> pytest.Config | None:
+    return _configs[-1] if _configs else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _configs.append(session.config)
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
+    """With -v, each test line shows its scores."""
+    records = getattr(report, "llmjudge_records", None)
+    if not records or report.when != "call" or config.get_verbosity() <= 0 or hasattr(report, "wasxfail"):
+        return None
+    scores = " ".join(
+        f"{r['metric']}=error" if r.get("error") else f"{r['metric']}={r['score']:.2f}" for r in records
+    )
+    if report.passed:
+        return "passed", ".", (f"PASSED [{scores}]", {"green": True})
+    if report.failed:
+        return "failed", "F", (f"FAILED [{scores}]", {"red": True})
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    summary = config.stash.get(summary_key, None)
+    if summary is None:
+        return
+    gates = summary.gates(config.stash[session_key].settings.min_pass_rates)
+    config.stash[gates_key] = gates
+    if any(not gate.ok for gate in gates) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    xml = junit.log_xml(config)
+    if xml is not None and summary.metrics:
+        for name, value in junit.suite_properties(summary):
+            xml.add_global_property(name, value)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    summary = config.stash.get(summary_key, None)
+    session = config.stash[session_key]
+    if session.settings.cache_stats and session.cache is not None:
+        stats = session.cache.stats()
+        terminalreporter.write_line(
+            f"llmjudge cache: {stats['entries']} entries, {stats['bytes'] / 1024:.1f} KiB in {stats['path']}"
+        )
+    if summary is None or not summary.metrics:
+        return
+    terminalreporter.section("llm judge summary")
+    calls = sum(1 for _, r in summary.records if not r.get("cached") and r.get("judge") != "check")
+    for line in summary_lines(summary, config.stash.get(gates_key, []), judge_calls=calls):
+        if line.startswith("FAILED gate"):
+            terminalreporter.write_line(line, red=True, bold=True)
+        else:
+            terminalreporter.write_line(line)

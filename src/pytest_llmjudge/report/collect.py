@@ -1,0 +1,115 @@
+"""RunSummary: verdict records from test reports, aggregated per metric. No pytest imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class FailedCase:
+    test_id: str
+    metric: str
+    score: float | None
+    reason: str
+    error: str | None = None
+
+
+@dataclass
+class MetricSummary:
+    """Aggregates of one metric over the run."""
+
+    name: str
+    scores: list[float] = field(default_factory=list)
+    passed: int = 0
+    failed: int = 0
+    errors: int = 0
+    cached: int = 0
+    thresholds: set[float] = field(default_factory=set)
+
+    @property
+    def cases(self) -> int:
+        return self.passed + self.failed + self.errors
+
+    @property
+    def judged(self) -> int:
+        return self.passed + self.failed
+
+    @property
+    def pass_rate(self) -> float | None:
+        """Passed over judged cases; judge errors are counted apart, never as failures."""
+        return self.passed / self.judged if self.judged else None
+
+    @property
+    def mean_score(self) -> float | None:
+        return sum(self.scores) / len(self.scores) if self.scores else None
+
+    def threshold_text(self) -> str:
+        if not self.thresholds:
+            return "-"
+        low, high = min(self.thresholds), max(self.thresholds)
+        return f"{low:.2f}" if low == high else f"{low:.2f}-{high:.2f}"
+
+
+@dataclass
+class GateResult:
+    metric: str
+    required: float
+    actual: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.actual is not None and self.actual >= self.required
+
+    def describe(self) -> str:
+        actual = "no verdicts" if self.actual is None else f"{self.actual:.1%}"
+        verdict = "met" if self.ok else "MISSED"
+        return f"{self.metric} pass rate >= {self.required:.1%}: {verdict} ({actual})"
+
+
+@dataclass
+class RunSummary:
+    """Every verdict record of the run, grouped by metric."""
+
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    failures: list[FailedCase] = field(default_factory=list)
+    judges: set[str] = field(default_factory=set)
+    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def add(self, test_id: str, record: dict[str, Any]) -> None:
+        self.records.append((test_id, record))
+        name = record["metric"]
+        summary = self.metrics.setdefault(name, MetricSummary(name))
+        if record.get("judge"):
+            self.judges.add(record["judge"])
+        if record.get("error"):
+            summary.errors += 1
+            self.failures.append(FailedCase(test_id, name, None, "", record["error"]))
+            return
+        summary.scores.append(float(record["score"]))
+        summary.thresholds.add(float(record["threshold"]))
+        if record.get("cached"):
+            summary.cached += 1
+        if record["passed"]:
+            summary.passed += 1
+        else:
+            summary.failed += 1
+            self.failures.append(FailedCase(test_id, name, float(record["score"]), record.get("reason", "")))
+
+    @property
+    def verdicts(self) -> int:
+        return sum(m.judged for m in self.metrics.values())
+
+    @property
+    def cached(self) -> int:
+        return sum(m.cached for m in self.metrics.values())
+
+    def gates(self, min_pass_rates: dict[str, float]) -> list[GateResult]:
+        """Check ``{metric: rate}`` (``*`` = every metric seen) against the run."""
+        results = []
+        for metric, rate in min_pass_rates.items():
+            names = sorted(self.metrics) if metric == "*" else [metric]
+            for name in names:
+                summary = self.metrics.get(name)
+                results.append(GateResult(name, rate, summary.pass_rate if summary else None))
+        return results

@@ -1,0 +1,74 @@
+"""What we add to pytest's JUnit XML.
+
+- xunit1 (and legacy): each testcase carries ``<properties>`` with ``llm.<metric>.score``,
+  ``.threshold``, ``.passed``, ``.reason``, ``.judge``, ``.cached`` (and ``.error``).
+- xunit2 (pytest's default): its schema allows no properties on a testcase, so the same
+  ``llm.<metric>.<field>=value`` lines go into the testcase's ``<system-out>``.
+- Both: the testsuite's ``<properties>`` carry ``llm.<metric>.n``, ``.mean``, ``.pass_rate``,
+  ``.judge_errors`` and ``llm.judge``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .collect import RunSummary
+
+
+def per_test_properties(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    props: list[tuple[str, str]] = []
+    for record in records:
+        prefix = f"llm.{record['metric']}"
+        if record.get("error"):
+            props += [(f"{prefix}.error", record["error"]), (f"{prefix}.judge", record.get("judge", ""))]
+            continue
+        props += [
+            (f"{prefix}.score", f"{record['score']:.4f}"),
+            (f"{prefix}.threshold", f"{record['threshold']:.4f}"),
+            (f"{prefix}.passed", str(bool(record["passed"])).lower()),
+            (f"{prefix}.reason", record.get("reason", "")),
+            (f"{prefix}.judge", record.get("judge", "")),
+            (f"{prefix}.cached", str(bool(record.get("cached"))).lower()),
+        ]
+        if record.get("samples"):
+            props.append((f"{prefix}.samples", ",".join(f"{s:.4f}" for s in record["samples"])))
+    return props
+
+
+def suite_properties(summary: RunSummary) -> list[tuple[str, str]]:
+    props = [("llm.judge", ", ".join(sorted(summary.judges)))]
+    for name in sorted(summary.metrics):
+        m = summary.metrics[name]
+        props += [
+            (f"llm.{name}.n", str(m.cases)),
+            (f"llm.{name}.mean", "" if m.mean_score is None else f"{m.mean_score:.4f}"),
+            (f"llm.{name}.pass_rate", "" if m.pass_rate is None else f"{m.pass_rate:.4f}"),
+            (f"llm.{name}.judge_errors", str(m.errors)),
+        ]
+    return props
+
+
+def junit_family(config: pytest.Config) -> str:
+    family = str(config.getini("junit_family"))
+    return "xunit1" if family == "legacy" else family
+
+
+def log_xml(config: pytest.Config) -> Any:
+    """pytest's JUnit reporter, when --junitxml is on (None otherwise)."""
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:  # pragma: no cover - pytest moved it
+        return None
+    return config.stash.get(xml_key, None)
+
+
+def write_system_out(config: pytest.Config, report: pytest.TestReport, props: list[tuple[str, str]]) -> None:
+    """xunit2: the per-test values as ``<system-out>`` lines of the testcase."""
+    xml = log_xml(config)
+    if xml is None or not props:
+        return
+    text = "\n".join(f"{name}={' '.join(value.split())}" for name, value in props)
+    reporter = xml.node_reporter(report)
+    reporter._write_content(report, text, "system-out")

@@ -1,0 +1,53 @@
+"""The ``llm judge summary`` section as a list of lines, testable without pytest."""
+
+from __future__ import annotations
+
+from .collect import GateResult, RunSummary
+
+MAX_FAILURES_SHOWN = 10
+REASON_WIDTH = 160
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def summary_lines(
+    summary: RunSummary, gates: list[GateResult], *, judge_calls: int | None = None, default_judge: str = ""
+) -> list[str]:
+    """Per-metric table, then the lowest-scoring failures, then the pass-rate gates."""
+    judges = ", ".join(sorted(summary.judges)) or default_judge
+    head = f"judge: {judges} | verdicts: {summary.verdicts} | from cache: {summary.cached}"
+    if judge_calls is not None:
+        head += f" | judge calls: {judge_calls}"
+    lines = [head]
+    header = ("metric", "cases", "passed", "pass rate", "mean score", "threshold", "judge errors")
+    rows = [header]
+    for name in sorted(summary.metrics):
+        m = summary.metrics[name]
+        rows.append((name, str(m.cases), str(m.passed), _fmt(m.pass_rate, ".1%"),
+                     _fmt(m.mean_score, ".3f"), m.threshold_text(), str(m.errors)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(widths[i]) for i, cell in enumerate(row) if i]
+        lines.append("  ".join(cells).rstrip())
+    scored = sorted((f for f in summary.failures if f.error is None), key=lambda f: (f.score or 0.0, f.test_id))
+    errors = [f for f in summary.failures if f.error is not None]
+    if scored:
+        lines.append("")
+        lines.append(f"lowest-scoring failures ({min(len(scored), MAX_FAILURES_SHOWN)} of {len(scored)}):")
+        for failure in scored[:MAX_FAILURES_SHOWN]:
+            reason = " ".join(failure.reason.split())
+            if len(reason) > REASON_WIDTH:
+                reason = reason[: REASON_WIDTH - 3] + "..."
+            lines.append(f"  {failure.test_id}  {failure.metric}={failure.score:.2f}  {reason}")
+    if errors:
+        lines.append("")
+        lines.append(f"judge errors ({len(errors)}), not counted as scores:")
+        for failure in errors[:MAX_FAILURES_SHOWN]:
+            lines.append(f"  {failure.test_id}  {failure.metric}  {' '.join((failure.error or '').split())[:REASON_WIDTH]}")
+    if gates:
+        lines.append("")
+        for gate in gates:
+            lines.append(("" if gate.ok else "FAILED ") + "gate: " + gate.describe())
+    return lines

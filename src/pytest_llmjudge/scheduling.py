@@ -1,0 +1,75 @@
+"""Concurrent judging with pytest's semantics: run ahead, report in order.
+
+With ``--llm-concurrency N > 1`` a test's ``assert_llm_score`` calls go to worker threads and
+the test body goes on. Its reports (setup, call, teardown) are held until its verdicts
+arrive, then logged in collection order, so the terminal, JUnit XML, ``-x``/``--maxfail`` and
+``--lf`` see exactly what a sequential run would: a failure found late is put on the test
+that asked for it, and items that ran ahead of a ``-x`` stop are dropped unreported.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import pytest
+from _pytest.runner import runtestprotocol
+
+from .assertion import ItemVerdicts, items_key
+
+if TYPE_CHECKING:
+    from _pytest.reports import TestReport
+
+    from .plugin import ReportFinalizer
+
+
+class OrderedRelease:
+    """Holds finished items until their verdicts are in; releases them in order."""
+
+    def __init__(self, session: pytest.Session, finalize: ReportFinalizer, window: int) -> None:
+        self.session = session
+        self.finalize = finalize
+        self.window = window
+        self.queue: deque[tuple[pytest.Item, list[TestReport]]] = deque()
+
+    def run(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Run one item without logging it, then release what is ready."""
+        reports = runtestprotocol(item, nextitem=nextitem, log=False)
+        self.queue.append((item, reports))
+        self.release_ready()
+        while len(self.queue) > self.window:
+            self._release_first()
+        if nextitem is None:
+            self.drain()
+
+    def release_ready(self) -> None:
+        while self.queue and _done(self.queue[0][0]):
+            self._release_first()
+
+    def drain(self, *, wait: bool = True) -> None:
+        """Release everything; with ``wait=False`` (interrupted) only what is already judged."""
+        if wait:
+            while self.queue:
+                self._release_first()
+        else:
+            self.release_ready()
+            self.queue.clear()
+
+    def _release_first(self) -> None:
+        item, reports = self.queue.popleft()
+        if self.session.shouldfail or self.session.shouldstop:
+            self.queue.clear()  # a sequential run would never have run these
+            return
+        self.finalize(item, reports)
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        for report in reports:
+            ihook.pytest_runtest_logreport(report=report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        if self.session.shouldfail or self.session.shouldstop:
+            self.queue.clear()
+
+
+def _done(item: pytest.Item) -> bool:
+    record: ItemVerdicts | None = item.stash.get(items_key, None)
+    return record is None or record.done

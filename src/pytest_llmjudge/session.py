@@ -1,0 +1,117 @@
+"""The run-wide state of the plugin: judges, executor, cache and results file."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from .errors import ConfigError
+from .evaluation import evaluate
+from .executor import DaemonExecutor
+from .judges import Judge, Sampling, default_judge_spec
+from .metrics.base import AnyMetric, MetricInputs
+from .report.results_file import ResultsWriter
+from .settings import Settings
+from .verdict import Verdict
+
+
+class LLMJudgeSession:
+    """Built once per pytest process in ``pytest_configure``; kept in ``config.stash``."""
+
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.run_id = _run_id(config)
+        self._judges: dict[str, Judge] = {}
+        self._judges_lock = threading.Lock()
+        self._executor: DaemonExecutor | None = None
+        self.cache = _open_cache(settings)
+        self.results = ResultsWriter.for_session(config, settings, self.run_id)
+        self.stats_lock = threading.Lock()
+        self.judge_calls = 0
+        self.cache_hits = 0
+
+    @property
+    def default_spec(self) -> str:
+        return self.settings.judge or default_judge_spec(self.settings.base_url)
+
+    def judge(self, spec: str | None = None) -> Judge:
+        """The judge for ``spec`` (default: the configured one), built once per process."""
+        spec = spec or self.default_spec
+        with self._judges_lock:
+            judge = self._judges.get(spec)
+            if judge is None:
+                judge = self.config.hook.pytest_llmjudge_make_judge(config=self.config, spec=spec)
+                if judge is None:
+                    raise ConfigError(f"no plugin could build judge {spec!r}")
+                self._judges[spec] = judge
+            return judge
+
+    def resolve_judge(self, judge: Judge | str | None) -> Judge:
+        if judge is None or isinstance(judge, str):
+            return self.judge(judge)
+        return judge
+
+    @property
+    def concurrent(self) -> bool:
+        return self.settings.concurrency > 1
+
+    def evaluate(
+        self, metric: AnyMetric, inputs: MetricInputs, judge: Judge | None, threshold: float, nodeid: str,
+        *, sampling: Sampling = Sampling(), sample_index: int = 0,
+    ) -> Verdict:
+        """Grade one answer now and append its row to the results file."""
+        try:
+            verdict = evaluate(
+                metric, inputs, judge, threshold=threshold, sampling=sampling,
+                sample_index=sample_index, cache=self.cache,
+            )
+        except Exception as exc:
+            self.results.write_error(nodeid, metric.name, judge.name if judge else "", exc)
+            raise
+        with self.stats_lock:
+            if verdict.cached:
+                self.cache_hits += 1
+            elif metric.needs_judge:
+                self.judge_calls += 1
+        self.results.write(nodeid, verdict)
+        return verdict
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[Verdict]:
+        """``evaluate`` on the worker threads."""
+        if self._executor is None:
+            self._executor = DaemonExecutor(self.settings.concurrency)
+        return self._executor.submit(lambda: self.evaluate(*args, **kwargs))
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()
+        for judge in self._judges.values():
+            close = getattr(judge, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+        self.results.close()
+        if self.cache is not None:
+            self.cache.close()
+
+
+def _run_id(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and "llmjudge_run_id" in workerinput:
+        return str(workerinput["llmjudge_run_id"])
+    return uuid.uuid4().hex[:12]
+
+
+def _open_cache(settings: Settings) -> Any:
+    if settings.cache_mode == "off":
+        return None
+    from .cache import VerdictCache
+
+    return VerdictCache(settings.cache_dir, mode=settings.cache_mode)

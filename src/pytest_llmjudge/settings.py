@@ -1,0 +1,193 @@
+"""Options: declared once (CLI flag + same-named ini key), resolved once into Settings."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CACHE_MODES = ("rw", "ro", "refresh", "off", "replay")
+
+
+def parse_pass_rate(value: str) -> tuple[str, float]:
+    """``METRIC=RATE`` (``*`` for every metric), RATE in [0, 1] or a percentage."""
+    metric, sep, rate = value.partition("=")
+    try:
+        number = float(rate.rstrip("%")) / (100.0 if rate.endswith("%") else 1.0)
+    except ValueError:
+        number = -1.0
+    if not sep or not metric or not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"invalid --llm-min-pass-rate {value!r}: use METRIC=RATE, e.g. correctness=0.9 or '*=80%'"
+        )
+    return metric.strip(), number
+
+
+def unit_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}")
+    return number
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
+    return number
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def cache_mode(value: str) -> str:
+    if value not in CACHE_MODES:
+        raise argparse.ArgumentTypeError(f"invalid cache mode {value!r}: use one of {', '.join(CACHE_MODES)}")
+    return value
+
+
+# name, type, default, help  (help: capitalised phrase, no final period)
+OPTIONS: list[tuple[str, Any, Any, str]] = [
+    ("--llm-judge", str, None, "Default judge, e.g. openai:gpt-4o-mini, hf:MODEL, local:smollm2-135m"),
+    ("--llm-base-url", str, None, "Base URL of an OpenAI-compatible server or TGI endpoint (else OPENAI_BASE_URL)"),
+    ("--llm-threshold", unit_float, 0.5, "Default pass threshold on the 0-1 score (default 0.5)"),
+    ("--llm-results", str, None, "Write one row per verdict to this .jsonl or .csv file"),
+    ("--llm-max-retries", non_negative_int, 4, "Retries per judge request on 429/5xx/timeouts (default 4)"),
+    ("--llm-timeout", positive_float, 60.0, "Per-request judge timeout in seconds (default 60)"),
+    ("--llm-concurrency", positive_int, 16, "Judge requests in flight at once; 1 is strictly sequential (default 16)"),
+    ("--llm-batch-size", positive_int, 8, "Batch size of a local judge (default 8)"),
+    ("--llm-cache-mode", cache_mode, "rw", "Verdict cache: rw, ro, refresh, off or replay (default rw)"),
+    ("--llm-cache-dir", str, None, "Verdict cache directory (default .llmjudge_cache at the rootdir)"),
+]
+FLAGS: list[tuple[str, str]] = [
+    ("--llm-soft", "A below-threshold case is reported but does not fail its test; pass-rate gates decide"),
+]
+
+
+def ini_name(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+def addoptions(parser: pytest.Parser) -> None:
+    """Declare every option as a CLI flag plus an ini key of the same name."""
+    group = parser.getgroup("llmjudge", "LLM judge (pytest-llmjudge)")
+    for option, kind, default, help_text in OPTIONS:
+        name = ini_name(option)
+        parser.addini(name, help=help_text, default=None)
+        group.addoption(option, dest=name, type=kind, default=None, metavar="VALUE", help=help_text)
+        _DEFAULTS[name] = (kind, default)
+    for option, help_text in FLAGS:
+        name = ini_name(option)
+        parser.addini(name, help=help_text, type="bool", default=False)
+        group.addoption(option, dest=name, action="store_true", default=None, help=help_text)
+    parser.addini("llm_min_pass_rate", help="Pass-rate gates, METRIC=RATE per line", type="linelist", default=[])
+    group.addoption(
+        "--llm-min-pass-rate", dest="llm_min_pass_rate", action="append", type=parse_pass_rate,
+        default=None, metavar="METRIC=RATE",
+        help="Fail the session when METRIC's pass rate is below RATE ('*' for every metric; repeatable)",
+    )
+    group.addoption("--llm-cache-clear", action="store_true", default=False, help="Empty the verdict cache first")
+    group.addoption("--llm-cache-stats", action="store_true", default=False, help="Print verdict cache entries and size")
+
+
+_DEFAULTS: dict[str, tuple[Any, Any]] = {}
+
+
+def _value(config: pytest.Config, name: str) -> Any:
+    """CLI over ini over default; ini strings are checked with the option's own parser."""
+    cli = config.getoption(name, default=None)
+    if cli is not None:
+        return cli
+    kind, default = _DEFAULTS[name]
+    raw = config.getini(name)
+    if raw in (None, "", []):
+        return default
+    try:
+        return kind(raw) if kind is not str else raw
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini option {name}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every llmjudge option, resolved."""
+
+    judge: str | None = None
+    base_url: str | None = None
+    threshold: float = 0.5
+    results: Path | None = None
+    max_retries: int = 4
+    timeout: float = 60.0
+    concurrency: int = 16
+    batch_size: int = 8
+    cache_mode: str = "rw"
+    cache_dir: Path | None = None
+    soft: bool = False
+    min_pass_rates: dict[str, float] = field(default_factory=dict)
+    cache_clear: bool = False
+    cache_stats: bool = False
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> Settings:
+        rootdir = Path(config.rootpath)
+        results = _value(config, "llm_results")
+        cache_dir = _value(config, "llm_cache_dir")
+        gates = config.getoption("llm_min_pass_rate", default=None)
+        if gates is None:
+            try:
+                gates = [parse_pass_rate(line) for line in config.getini("llm_min_pass_rate")]
+            except argparse.ArgumentTypeError as exc:
+                raise pytest.UsageError(f"ini option llm_min_pass_rate: {exc}") from None
+        soft = config.getoption("llm_soft", default=None)
+        if results and Path(results).suffix not in (".jsonl", ".csv"):
+            raise pytest.UsageError(f"--llm-results {results}: use a .jsonl or .csv file name")
+        return cls(
+            judge=_value(config, "llm_judge"),
+            base_url=_value(config, "llm_base_url"),
+            threshold=_value(config, "llm_threshold"),
+            results=(rootdir / results) if results else None,
+            max_retries=_value(config, "llm_max_retries"),
+            timeout=_value(config, "llm_timeout"),
+            concurrency=_value(config, "llm_concurrency"),
+            batch_size=_value(config, "llm_batch_size"),
+            cache_mode=_value(config, "llm_cache_mode"),
+            cache_dir=(rootdir / cache_dir) if cache_dir else rootdir / ".llmjudge_cache",
+            soft=bool(soft if soft is not None else config.getini("llm_soft")),
+            min_pass_rates=dict(gates or []),
+            cache_clear=bool(config.getoption("llm_cache_clear", default=False)),
+            cache_stats=bool(config.getoption("llm_cache_stats", default=False)),
+        )
+
+    def public(self) -> dict[str, Any]:
+        """The settings as plain values for results files (no credentials live here)."""
+        return {
+            "judge": self.judge, "base_url": self.base_url, "threshold": self.threshold,
+            "max_retries": self.max_retries, "timeout": self.timeout, "concurrency": self.concurrency,
+            "cache_mode": self.cache_mode, "soft": self.soft, "min_pass_rates": self.min_pass_rates,
+        }
