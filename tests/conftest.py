@@ -1,0 +1,210 @@
+"""Shared fixtures: a fake judge server per test, and a helper that runs pytest on it.
+
+Every plugin test runs a real pytest session (``pytester``) whose judge is the project's
+fake OpenAI-compatible / TGI server driven by the real ``openai`` / ``huggingface_hub``
+clients. Nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import textwrap
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import huggingface_hub  # noqa: F401
+import openai  # noqa: F401
+import pandas  # noqa: F401 - see below
+import pytest
+
+# In-process pytester runs restore sys.modules afterwards; numpy (pulled in by pandas when a
+# run loads a CSV dataset) cannot be imported twice in one process, so import it up front.
+
+from pytest_llmjudge.judges import hf_inference, openai_compat, retry
+from pytest_llmjudge.report.results_file import read_results
+from pytest_llmjudge.testing.fake_server import FakeJudgeServer
+
+#: A QA suite the fake server grades by word overlap: some answers right, some wrong.
+QA_ROWS: list[dict[str, str]] = [
+    {"id": "capital", "input": "What is the capital of France?",
+     "expected_output": "Paris is the capital of France.",
+     "answer": "The capital of France is Paris."},
+    {"id": "boil", "input": "At what temperature does water boil at sea level?",
+     "expected_output": "Water boils at 100 degrees Celsius at sea level.",
+     "answer": "It boils when it is hot."},
+    {"id": "planet", "input": "Which planet is the largest in the solar system?",
+     "expected_output": "Jupiter is the largest planet in the solar system.",
+     "answer": "Jupiter is the largest planet in our solar system."},
+    {"id": "author", "input": "Who wrote Hamlet?",
+     "expected_output": "William Shakespeare wrote Hamlet.",
+     "answer": "Charles Dickens wrote it."},
+    {"id": "speed", "input": "What is the speed of light?",
+     "expected_output": "Light travels at about 300000 kilometres per second in vacuum.",
+     "answer": "Light travels about 300000 kilometres per second in a vacuum."},
+    {"id": "river", "input": "What is the longest river in Africa?",
+     "expected_output": "The Nile is the longest river in Africa.",
+     "answer": "The Amazon."},
+]
+QA_PASS = {"capital", "planet", "speed"}
+QA_FAIL = {"boil", "author", "river"}
+
+QA_TEST = '''
+import pytest
+
+@pytest.mark.llm_dataset("qa.jsonl", id_column="id")
+def test_qa(case, assert_llm_score):
+    v = assert_llm_score(case["answer"], metric="correctness", input=case["input"],
+                         expected=case["expected_output"], threshold=0.6)
+    assert v.reason
+'''
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No real credentials or endpoints; no backend memory carried between tests."""
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
+                 "LLMJUDGE_API_KEY", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    _forget_backend_state()
+    yield
+    _forget_backend_state()
+
+
+def _forget_backend_state() -> None:
+    # ports are reused by the OS: a new fake server must not inherit an old one's memory
+    with openai_compat._memory_lock:
+        openai_compat._mode_memory.clear()
+        openai_compat._logprobs_off.clear()
+    with hf_inference._memory_lock:
+        hf_inference._mode_memory.clear()
+    with retry._gates_lock:
+        retry._gates.clear()
+
+
+@pytest.fixture
+def server() -> Iterator[FakeJudgeServer]:
+    with FakeJudgeServer(latency=0.0) as srv:
+        yield srv
+
+
+class LLMRun:
+    """Runs pytest (via pytester) against the fake judge server."""
+
+    def __init__(self, pytester: pytest.Pytester, server: FakeJudgeServer) -> None:
+        self.pytester = pytester
+        self.server = server
+        self.path = pytester.path
+
+    # -- setup
+    def qa_suite(self, rows: list[dict[str, Any]] | None = None, test: str = QA_TEST,
+                 name: str = "test_qa.py") -> None:
+        write_jsonl(self.path / "qa.jsonl", QA_ROWS if rows is None else rows)
+        self.pytester.makepyfile(**{name.removesuffix(".py"): test})
+
+    def makepyfile(self, source: str, name: str = "test_suite") -> Path:
+        return self.pytester.makepyfile(**{name: textwrap.dedent(source)})
+
+    # -- running
+    def args(self, *extra: str, backend: str = "openai", cache: str | None = "off") -> list[str]:
+        if backend == "hf":
+            base = ["--llm-judge", "hf:fake", "--llm-base-url", self.server.root_url]
+        else:
+            base = ["--llm-judge", "openai:fake", "--llm-base-url", self.server.url]
+        if cache is not None and not any(a.startswith("--llm-cache-mode") for a in extra):
+            base += ["--llm-cache-mode", cache]
+        return [*base, *extra]
+
+    def run(self, *extra: str, backend: str = "openai", cache: str | None = "off") -> pytest.RunResult:
+        return self.pytester.runpytest_inprocess(*self.args(*extra, backend=backend, cache=cache))
+
+    def run_subprocess(self, *extra: str, timeout: float = 60, backend: str = "openai",
+                       cache: str | None = "off") -> pytest.RunResult:
+        return self.pytester.runpytest_subprocess(
+            *self.args(*extra, backend=backend, cache=cache), timeout=timeout)
+
+    # -- reading what a run left behind
+    def results(self, name: str = "results.jsonl") -> list[dict[str, Any]]:
+        return read_results(self.path / name)
+
+    def junit(self, name: str = "junit.xml") -> ET.Element:
+        return ET.parse(self.path / name).getroot()
+
+
+@pytest.fixture
+def llm(pytester: pytest.Pytester, server: FakeJudgeServer) -> LLMRun:
+    return LLMRun(pytester, server)
+
+
+# -- helpers for reading pytest output ------------------------------------------------
+def outcomes(result: pytest.RunResult) -> dict[str, set[str]]:
+    """{"passed": {test ids}, "failed": {...}, ...} from a run's reports (in-process runs)."""
+    out: dict[str, set[str]] = {}
+    for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
+        if report.when == "call" or report.outcome != "passed":
+            out.setdefault(report.outcome, set()).add(report.nodeid.split("[")[-1].rstrip("]"))
+    return out
+
+
+def failure_messages(result: pytest.RunResult) -> dict[str, str]:
+    """test id -> the ``E   ...`` lines of its failure (the message, not the traceback)."""
+    messages = {}
+    for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
+        if report.failed:
+            text = report.longreprtext
+            lines = [line for line in text.splitlines() if line.startswith("E   ")]
+            messages[report.nodeid] = "\n".join(lines)
+    return messages
+
+
+def summary_section(result: pytest.RunResult) -> list[str]:
+    """The lines of the ``llm judge summary`` section."""
+    lines = result.outlines
+    start = next(i for i, line in enumerate(lines) if "llm judge summary" in line)
+    end = next((i for i in range(start + 1, len(lines)) if re.match(r"^={5,}", lines[i])), len(lines))
+    return lines[start + 1:end]
+
+
+def testcase_props(root: ET.Element) -> dict[str, dict[str, str]]:
+    """xunit1: testcase name -> its ``<properties>``."""
+    out = {}
+    for case in root.iter("testcase"):
+        out[case.get("name", "")] = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    return out
+
+
+def testcase_system_out(root: ET.Element) -> dict[str, dict[str, str]]:
+    """xunit2: testcase name -> the ``llm.*=value`` lines of its ``<system-out>``."""
+    out = {}
+    for case in root.iter("testcase"):
+        values: dict[str, str] = {}
+        for node in case.iter("system-out"):
+            for line in (node.text or "").splitlines():
+                name, sep, value = line.partition("=")
+                if sep and name.startswith("llm."):
+                    values[name] = value
+        out[case.get("name", "")] = values
+    return out
+
+
+def suite_props(root: ET.Element) -> dict[str, str]:
+    suite = root if root.tag == "testsuite" else root.find("testsuite")
+    assert suite is not None
+    props = suite.find("properties")
+    return {} if props is None else {p.get("name", ""): p.get("value", "") for p in props.iter("property")}
+
+
+def normalize_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A results-file row without what differs between equal runs."""
+    return {k: v for k, v in row.items() if k not in ("run_id", "timestamp", "latency_s", "settings")}
+
+
+os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
