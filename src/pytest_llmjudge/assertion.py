@@ -35,6 +35,7 @@ class Entry:
     verdict: Verdict | None = None
     error: BaseException | None = None
     raised: bool = False  # the failure was already raised inside the test body
+    texts: dict[str, str] = field(default_factory=dict)  # input/output/expected, for reports
 
     def wait(self) -> None:
         if self.future is not None:
@@ -64,6 +65,7 @@ class Entry:
         else:
             record = {"metric": self.metric, "judge": self.judge, "error": _error_text(self.error)}
         record["soft"] = self.soft
+        record.update(self.texts)
         return record
 
 
@@ -140,8 +142,14 @@ def assert_llm_score(
     criteria: str | None = None,
     threshold: float | None = None,
     judge: Judge | str | None = None,
+    min_passes: int | None = None,
+    samples: int | None = None,
 ) -> Verdict:
-    """Judge ``output`` with ``metric``; raise LLMScoreError below ``threshold``."""
+    """Judge ``output`` with ``metric``; raise LLMScoreError below ``threshold``.
+
+    ``samples`` draws that many verdicts (default ``--llm-repeat``); ``min_passes=k`` passes
+    when at least k of them pass. Both may also come from ``@pytest.mark.llm_repeat``.
+    """
     __tracebackhide__ = True
     metric_obj = get_metric(metric)
     if not isinstance(output, str):
@@ -158,20 +166,33 @@ def assert_llm_score(
     if not 0.0 <= float(threshold) <= 1.0:
         raise ConfigError(f"assert_llm_score: threshold must be in [0, 1] (scores are normalized), got {threshold}")
     judge_obj = session.resolve_judge(judge) if metric_obj.needs_judge else None
+    marker = item.get_closest_marker("llm_repeat")
+    if marker is not None:
+        if samples is None:
+            samples = marker.kwargs.get("samples", marker.args[0] if marker.args else None)
+        if min_passes is None:
+            min_passes = marker.kwargs.get("min_passes")
+    for name, value in (("samples", samples), ("min_passes", min_passes)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"assert_llm_score: {name} must be a positive integer, got {value!r}")
+    if samples is not None and min_passes is not None and min_passes > samples:
+        raise ConfigError(f"assert_llm_score: min_passes={min_passes} is more than samples={samples}")
+    plan = session.settings.repeat_plan(min_passes=min_passes, samples=samples)
     record = item.stash.setdefault(items_key, ItemVerdicts())
     entry = Entry(
         metric=metric_obj.name,
         judge=judge_obj.name if judge_obj is not None else getattr(metric_obj, "judge_name", "check"),
         call_site=_call_site(),
         soft=session.settings.soft,
+        texts={k: _clip(v) for k, v in (("input", input), ("output", output), ("expected", expected)) if v},
     )
     with record.lock:
         record.entries.append(entry)
     if session.concurrent and judge_obj is not None:
-        entry.future = session.submit(metric_obj, inputs, judge_obj, float(threshold), item.nodeid)
+        entry.future = session.submit(metric_obj, inputs, judge_obj, float(threshold), item.nodeid, plan)
         return PendingVerdict(entry)  # type: ignore[return-value]
     try:
-        entry.verdict = session.evaluate(metric_obj, inputs, judge_obj, float(threshold), item.nodeid)
+        entry.verdict = session.evaluate(metric_obj, inputs, judge_obj, float(threshold), item.nodeid, plan)
     except JudgeError as exc:
         entry.error = exc
         entry.raised = True
@@ -193,6 +214,10 @@ def _call_site() -> str:
     filename, lineno = frame.f_code.co_filename, frame.f_lineno
     source = linecache.getline(filename, lineno).strip()
     return f"{filename}:{lineno}: in {frame.f_code.co_name}\n    {source}"
+
+
+def _clip(text: str, limit: int = 2000) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _error_text(error: BaseException | None) -> str:

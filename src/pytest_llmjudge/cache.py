@@ -27,7 +27,7 @@ _README = (
     "(or run `pytest --llm-cache-clear`).\n"
 )
 # fields of a Verdict that depend on the run, not the judge's answer
-_PER_RUN = ("threshold", "passed", "cached")
+_PER_RUN = ("threshold", "passed", "cached", "judge_calls")
 
 
 class VerdictCache:
@@ -108,7 +108,7 @@ class VerdictCache:
                 )
             return None
         data = json.loads(row[0])
-        data.update(threshold=threshold, passed=data["score"] >= threshold, cached=True)
+        data.update(threshold=threshold, passed=data["score"] >= threshold, cached=True, judge_calls=0)
         return Verdict.model_validate(data)
 
     def put(self, key: str, verdict: Verdict) -> None:

@@ -49,8 +49,11 @@ def parse_reply(response: JudgeResponse, schema: type[BaseModel]) -> BaseModel:
         raise ValueError(f"the JSON does not match the schema: {problems}") from None
 
 
-def judge_once(judge: Judge, metric: Metric, request: JudgeRequest) -> tuple[BaseModel, JudgeResponse]:
-    """Call the judge; retry once with the validation error shown; JudgeError after that."""
+def judge_once(judge: Judge, metric: Metric, request: JudgeRequest) -> tuple[BaseModel, JudgeResponse, int]:
+    """Call the judge; retry once with the validation error shown; JudgeError after that.
+
+    Returns the validated instance, the last response and how many judge calls it took.
+    """
     current = request
     response = judge.judge(current)
     usage = dict(response.usage)
@@ -58,7 +61,7 @@ def judge_once(judge: Judge, metric: Metric, request: JudgeRequest) -> tuple[Bas
         try:
             parsed = parse_reply(response, metric.schema)
             response.usage = usage
-            return parsed, response
+            return parsed, response, attempt + 1
         except ValueError as exc:
             if attempt == FORMAT_RETRIES:
                 raise JudgeError(
@@ -145,8 +148,9 @@ def evaluate(
         hit = cache.get(key, threshold)
         if hit is not None:
             return hit
-    parsed, response = judge_once(judge, metric, request)
+    parsed, response, calls = judge_once(judge, metric, request)
     verdict = verdict_from_reply(metric, parsed, response, judge_name=judge.name, threshold=threshold)
+    verdict.judge_calls = calls
     if cache is not None and key is not None:
         cache.put(key, verdict)
     return verdict

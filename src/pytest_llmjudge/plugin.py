@@ -42,6 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "llm_dataset(path, *, id_column=None, sample=None, seed=None, required=None): "
         "parametrize the test's `case` argument with the rows of a CSV/JSON/JSONL dataset",
     )
+    config.addinivalue_line(
+        "markers",
+        "llm_repeat(samples=None, *, min_passes=None): sample each verdict of the test `samples` "
+        "times; with min_passes=k the test passes when at least k samples pass",
+    )
     settings = Settings.from_config(config)
     session = LLMJudgeSession(config, settings)
     config.stash[session_key] = session
@@ -266,7 +271,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if summary is None or not summary.metrics:
         return
     terminalreporter.section("llm judge summary")
-    calls = sum(1 for _, r in summary.records if not r.get("cached") and r.get("judge") != "check")
+    calls = sum(int(r.get("judge_calls") or 0) for _, r in summary.records)
     for line in summary_lines(summary, config.stash.get(gates_key, []), judge_calls=calls):
         if line.startswith("FAILED gate"):
             terminalreporter.write_line(line, red=True, bold=True)

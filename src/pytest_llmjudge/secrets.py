@@ -17,3 +17,16 @@ def redact(text: str) -> str:
         if value and len(value) >= 4:
             text = text.replace(value, "***")
     return _KEY_SHAPES.sub("***", text)
+
+
+def safe_url(url: str | None) -> str | None:
+    """A URL without user info or query string (where tokens sometimes hide)."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

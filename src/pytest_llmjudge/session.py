@@ -14,6 +14,7 @@ from .evaluation import evaluate
 from .executor import DaemonExecutor
 from .judges import Judge, Sampling, default_judge_spec
 from .metrics.base import AnyMetric, MetricInputs
+from .repeats import RepeatPlan, add_noise_samples, judge_repeated
 from .report.results_file import ResultsWriter
 from .settings import Settings
 from .verdict import Verdict
@@ -34,6 +35,7 @@ class LLMJudgeSession:
         self.stats_lock = threading.Lock()
         self.judge_calls = 0
         self.cache_hits = 0
+        self._noise_used: dict[str, int] = {}
 
     @property
     def default_spec(self) -> str:
@@ -62,24 +64,45 @@ class LLMJudgeSession:
 
     def evaluate(
         self, metric: AnyMetric, inputs: MetricInputs, judge: Judge | None, threshold: float, nodeid: str,
-        *, sampling: Sampling = Sampling(), sample_index: int = 0,
+        plan: RepeatPlan = RepeatPlan(),
     ) -> Verdict:
-        """Grade one answer now and append its row to the results file."""
-        try:
+        """Grade one answer now (sampled as ``plan`` says) and append its row to the results file."""
+
+        def sample(sampling: Sampling, index: int) -> Verdict:
             verdict = evaluate(
                 metric, inputs, judge, threshold=threshold, sampling=sampling,
-                sample_index=sample_index, cache=self.cache,
+                sample_index=index, cache=self.cache,
             )
+            with self.stats_lock:
+                if verdict.cached:
+                    self.cache_hits += 1
+                elif metric.needs_judge:
+                    self.judge_calls += 1
+            return verdict
+
+        try:
+            if plan.repeated and metric.needs_judge:
+                verdict = judge_repeated(sample, plan, threshold)
+            else:
+                verdict = sample(Sampling(), 0)
+            if self._take_noise_slot(metric.name) and metric.needs_judge:
+                add_noise_samples(verdict, sample, self.settings.repeat_temperature)
         except Exception as exc:
             self.results.write_error(nodeid, metric.name, judge.name if judge else "", exc)
             raise
-        with self.stats_lock:
-            if verdict.cached:
-                self.cache_hits += 1
-            elif metric.needs_judge:
-                self.judge_calls += 1
         self.results.write(nodeid, verdict)
         return verdict
+
+    def _take_noise_slot(self, metric: str) -> bool:
+        """True for the first ``--llm-noise-floor`` verdicts of each metric in this process."""
+        if not self.settings.noise_floor:
+            return False
+        with self.stats_lock:
+            used = self._noise_used.get(metric, 0)
+            if used >= self.settings.noise_floor:
+                return False
+            self._noise_used[metric] = used + 1
+            return True
 
     def submit(self, *args: Any, **kwargs: Any) -> Future[Verdict]:
         """``evaluate`` on the worker threads."""

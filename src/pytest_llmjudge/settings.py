@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 
+from .repeats import RepeatPlan
+from .secrets import safe_url
+
 CACHE_MODES = ("rw", "ro", "refresh", "off", "replay")
 
 
@@ -66,6 +69,24 @@ def positive_float(value: str) -> float:
     return number
 
 
+def repeat_count(value: str) -> str:
+    """``--llm-repeat``: a positive integer or ``auto``."""
+    if value == "auto":
+        return value
+    positive_int(value)
+    return value
+
+
+def non_negative_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
 def cache_mode(value: str) -> str:
     if value not in CACHE_MODES:
         raise argparse.ArgumentTypeError(f"invalid cache mode {value!r}: use one of {', '.join(CACHE_MODES)}")
@@ -84,6 +105,16 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [
     ("--llm-batch-size", positive_int, 8, "Batch size of a local judge (default 8)"),
     ("--llm-cache-mode", cache_mode, "rw", "Verdict cache: rw, ro, refresh, off or replay (default rw)"),
     ("--llm-cache-dir", str, None, "Verdict cache directory (default .llmjudge_cache at the rootdir)"),
+    ("--llm-repeat", repeat_count, "1", "Sample each verdict K times (mean score), or 'auto' for adaptive repeats"),
+    ("--llm-repeat-max", positive_int, 5, "Most samples per verdict with --llm-repeat auto (default 5)"),
+    ("--llm-repeat-temperature", non_negative_float, 0.7, "Judge temperature of repeated samples (default 0.7)"),
+    ("--llm-noise-floor", non_negative_int, 0, "Re-judge N identical answers per metric 3 times to show the judge's own spread"),
+    ("--llm-save-baseline", str, None, "Save this run's per-case verdicts as a baseline file"),
+    ("--llm-baseline", str, None, "Compare this run against a saved baseline (paired test per metric)"),
+    ("--llm-regression-tolerance", non_negative_float, 0.0, "A metric regressed when its whole difference interval is below -TOLERANCE (default 0)"),
+    ("--llm-html", str, None, "Write a self-contained HTML report to this path"),
+    ("--llm-preflight", str, None, "Labelled dataset the judge must grade before any test runs"),
+    ("--llm-preflight-min", unit_float, 0.8, "Minimum judge agreement on the preflight set (default 0.8)"),
 ]
 FLAGS: list[tuple[str, str]] = [
     ("--llm-soft", "A below-threshold case is reported but does not fail its test; pass-rate gates decide"),
@@ -152,6 +183,25 @@ class Settings:
     min_pass_rates: dict[str, float] = field(default_factory=dict)
     cache_clear: bool = False
     cache_stats: bool = False
+    repeat: str = "1"
+    repeat_max: int = 5
+    repeat_temperature: float = 0.7
+    noise_floor: int = 0
+    save_baseline: Path | None = None
+    baseline: Path | None = None
+    regression_tolerance: float = 0.0
+    html: Path | None = None
+    preflight: Path | None = None
+    preflight_min: float = 0.8
+
+    def repeat_plan(self, min_passes: int | None = None, samples: int | None = None) -> RepeatPlan:
+        """The repeat plan of one assertion (its own ``min_passes``/``samples`` win)."""
+        adaptive = self.repeat == "auto" and samples is None
+        count = samples if samples is not None else (1 if adaptive else int(self.repeat))
+        return RepeatPlan(
+            samples=count, adaptive=adaptive, max_samples=self.repeat_max,
+            temperature=self.repeat_temperature, min_passes=min_passes,
+        )
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -182,12 +232,28 @@ class Settings:
             min_pass_rates=dict(gates or []),
             cache_clear=bool(config.getoption("llm_cache_clear", default=False)),
             cache_stats=bool(config.getoption("llm_cache_stats", default=False)),
+            repeat=_value(config, "llm_repeat"),
+            repeat_max=_value(config, "llm_repeat_max"),
+            repeat_temperature=_value(config, "llm_repeat_temperature"),
+            noise_floor=_value(config, "llm_noise_floor"),
+            save_baseline=_path(rootdir, _value(config, "llm_save_baseline")),
+            baseline=_path(rootdir, _value(config, "llm_baseline")),
+            regression_tolerance=_value(config, "llm_regression_tolerance"),
+            html=_path(rootdir, _value(config, "llm_html")),
+            preflight=_path(rootdir, _value(config, "llm_preflight")),
+            preflight_min=_value(config, "llm_preflight_min"),
         )
 
     def public(self) -> dict[str, Any]:
         """The settings as plain values for results files (no credentials live here)."""
         return {
-            "judge": self.judge, "base_url": self.base_url, "threshold": self.threshold,
+            "judge": self.judge, "base_url": safe_url(self.base_url), "threshold": self.threshold,
             "max_retries": self.max_retries, "timeout": self.timeout, "concurrency": self.concurrency,
             "cache_mode": self.cache_mode, "soft": self.soft, "min_pass_rates": self.min_pass_rates,
+            "repeat": self.repeat, "repeat_max": self.repeat_max,
+            "repeat_temperature": self.repeat_temperature,
         }
+
+
+def _path(rootdir: Path, value: str | None) -> Path | None:
+    return rootdir / value if value else None

@@ -21,6 +21,8 @@ class Verdict(BaseModel):
     passed: bool = False
     judge: str = ""
     cached: bool = False
+    #: judge requests this verdict cost in this run (0 when it came from the cache)
+    judge_calls: int = 0
     latency_s: float = 0.0
     usage: dict[str, int] = Field(default_factory=dict)
     #: argmax score (normalized) when ``score`` is probability-weighted, else None
@@ -29,6 +31,12 @@ class Verdict(BaseModel):
     score_distribution: dict[str, float] | None = None
     #: normalized scores of every sample when the verdict was sampled more than once
     samples: list[float] = Field(default_factory=list)
+    #: samples fell on both sides of the threshold
+    unstable: bool = False
+    #: how pass/fail was decided ("single verdict", "mean of 5 samples", "3 of 5 samples passed ...")
+    decision: str = "single verdict"
+    #: scores of noise-floor re-judgements of this identical answer
+    noise_samples: list[float] = Field(default_factory=list)
     #: extra details a metric wants to keep (statement-level verdicts, ...)
     details: dict[str, Any] = Field(default_factory=dict)
 

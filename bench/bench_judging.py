@@ -1,0 +1,107 @@
+"""Judging throughput: N cases x 1 metric against the fake judge server at a set latency.
+
+Runs, side by side in one process (the server lives in this process; pytest runs as a
+child so its CPU time is measured apart):
+
+  plain        the same N tests without judging: pytest's own start-up and per-test cost
+  seq          --llm-concurrency 1, cache off
+  concurrent   --llm-concurrency C, cache off
+  cold / warm  cache on: first run fills it, the rerun must make 0 judge requests
+
+and prints wall time, judge requests, requests/s, the ratio to the physical limit
+(N x latency / C + the plain run's wall time) and the plugin's CPU per case above plain pytest.
+
+    python bench/bench_judging.py --cases 200 --latency 0.1 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+from pytest_llmjudge.testing.fake_server import FakeJudgeServer  # noqa: E402
+
+TEST_FILE = '''
+import pytest
+
+CASES = [(f"q{{i}}", f"The answer number {{i}} is Paris, the capital of France.") for i in range({n})]
+
+@pytest.mark.parametrize("question,answer", CASES)
+def test_case(question, answer, {fixture}):
+    {body}
+'''
+JUDGED = 'assert_llm_score(answer, metric="correctness", input=question, expected="Paris is the capital of France.")'
+PLAIN = "assert answer"
+
+
+def run_pytest(workdir: Path, args: list[str]) -> tuple[float, float, int]:
+    """(wall s, child CPU s, exit code) of one pytest run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=workdir, capture_output=True, text=True, env={**os.environ, "OPENAI_API_KEY": "sk-bench"},
+    )
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode not in (0, 1):
+        sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+        raise SystemExit(f"pytest failed with exit code {proc.returncode}")
+    return wall, cpu, proc.returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=200)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    n, latency, conc = args.cases, args.latency, args.concurrency
+
+    with FakeJudgeServer(latency=latency) as server, tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "test_judged.py").write_text(TEST_FILE.format(n=n, fixture="assert_llm_score", body=JUDGED))
+        plain_dir = work / "plain"
+        plain_dir.mkdir()
+        (plain_dir / "test_plain.py").write_text(TEST_FILE.format(n=n, fixture="request", body=PLAIN))
+        judge = ["--llm-judge", "openai:fake", "--llm-base-url", server.url, "-p", "no:randomly"]
+
+        rows = []
+
+        def measure(name: str, directory: Path, extra: list[str]) -> tuple[float, float, int]:
+            server.reset()
+            wall, cpu, _ = run_pytest(directory, extra)
+            rows.append((name, wall, cpu, server.request_count))
+            return wall, cpu, server.request_count
+
+        plain_wall, plain_cpu, _ = measure("plain pytest (no judging)", plain_dir, [])
+        seq_wall, seq_cpu, _ = measure("seq: --llm-concurrency 1", work, judge + ["--llm-concurrency", "1", "--llm-cache-mode", "off"])
+        conc_wall, conc_cpu, _ = measure(f"concurrent: --llm-concurrency {conc}", work, judge + ["--llm-concurrency", str(conc), "--llm-cache-mode", "off"])
+        measure("cache cold (fills cache)", work, judge + ["--llm-concurrency", str(conc), "--llm-cache-clear"])
+        warm_wall, warm_cpu, warm_requests = measure("cache warm (rerun)", work, judge + ["--llm-concurrency", str(conc)])
+
+    limit = n * latency / conc
+    print(f"\n{n} cases x 1 metric, judge latency {latency * 1000:.0f} ms, concurrency {conc}")
+    print(f"{'run':38s} {'wall s':>8s} {'cpu s':>7s} {'requests':>9s} {'req/s':>7s}")
+    for name, wall, cpu, requests in rows:
+        print(f"{name:38s} {wall:8.2f} {cpu:7.2f} {requests:9d} {requests / wall:7.1f}")
+    print()
+    print(f"physical limit N*latency/C                 {limit:.2f} s (+ plain pytest {plain_wall:.2f} s = {limit + plain_wall:.2f} s)")
+    print(f"concurrent wall / (limit + plain pytest)   {conc_wall / (limit + plain_wall):.2f}x   (target <= 1.3x)")
+    print(f"sequential wall / concurrent wall          {seq_wall / conc_wall:.1f}x faster")
+    print(f"plugin client CPU per case (concurrent)    {(conc_cpu - plain_cpu) / n * 1000:.2f} ms   (target <= 2 ms)")
+    print(f"plugin client CPU per case (sequential)    {(seq_cpu - plain_cpu) / n * 1000:.2f} ms")
+    print(f"warm-cache rerun: judge requests           {warm_requests}   (target 0)")
+    print(f"warm-cache rerun: wall per case over plain {(warm_wall - plain_wall) / n * 1000:.2f} ms, CPU per case over plain {(warm_cpu - plain_cpu) / n * 1000:.2f} ms   (target <= 2 ms)")
+
+
+if __name__ == "__main__":
+    main()
