@@ -11,7 +11,7 @@
 The t quantile is not a table lookup or a truncated series: :func:`t_cdf` evaluates the
 regularized incomplete beta function by its continued fraction (Lentz's method, relative
 accuracy ~1e-14) and :func:`t_quantile` inverts it with safeguarded Newton steps started from the
-Cornish-Fisher expansion, so quantiles agree with published tables to about 1e-10 for any
+Cornish-Fisher expansion, so quantiles agree with high-precision values to about 1e-12 for any
 degrees of freedom (df=1 and df=2 use their closed forms). Normal quantiles come from
 :class:`statistics.NormalDist` (Wichura's AS241, ~1e-16).
 
