@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -39,7 +40,7 @@ class JudgeRequest:
     score_values: tuple[int, ...] = ()
 
     def schema_json(self) -> dict[str, Any]:
-        return self.schema.model_json_schema()
+        return schema_of(self.schema)
 
 
 @dataclass
@@ -70,11 +71,17 @@ class Judge(Protocol):
     def judge(self, request: JudgeRequest) -> JudgeResponse: ...
 
 
+@functools.lru_cache(maxsize=256)
+def schema_of(schema: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of a verdict model, computed once per model (treat it as read-only)."""
+    return schema.model_json_schema()
+
+
 def schema_instructions(schema: type[BaseModel]) -> str:
     """The prompt suffix used when a backend cannot constrain its output to a schema."""
     return (
         "Reply with a single JSON object and nothing else. It must validate against this "
-        "JSON schema:\n" + json.dumps(schema.model_json_schema(), separators=(",", ":"))
+        "JSON schema:\n" + json.dumps(schema_of(schema), separators=(",", ":"))
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -40,33 +41,42 @@ class OpenAIJudge:
         max_retries: int = 4,
         require_key: bool = True,
     ) -> None:
-        import openai
-
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        api_key = os.environ.get("OPENAI_API_KEY")
-        if not api_key:
-            if base_url is None and require_key:
-                raise ConfigError(
-                    f"judge openai:{model} needs an API key: set the OPENAI_API_KEY environment "
-                    "variable, or point --llm-base-url at a server that needs none"
-                )
-            api_key = "no-key"  # local servers (vLLM, llama.cpp, Ollama) ignore it
+        if not os.environ.get("OPENAI_API_KEY") and base_url is None and require_key:
+            raise ConfigError(
+                f"judge openai:{model} needs an API key: set the OPENAI_API_KEY environment "
+                "variable, or point --llm-base-url at a server that needs none"
+            )
         self.model = model
         self.name = f"openai:{model}"
         self.base_url = base_url or "https://api.openai.com/v1"
         self.endpoint = urlsplit(self.base_url).netloc or self.base_url
         self.max_retries = max_retries
+        self.timeout = timeout
         self._gate = gate_for(self.base_url)
         self._key = (self.base_url, model)
-        self._openai = openai
-        # one client (one connection pool) per judge; our own retries (shared budget,
-        # Retry-After) replace the SDK's
-        self._client = openai.OpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0
-        )
+        self._client_lock = threading.Lock()
+        self._client: Any = None
+
+    def _sdk(self) -> Any:
+        """The SDK client, built on the first real call (a warm-cache run never imports openai)."""
+        with self._client_lock:
+            if self._client is None:
+                import openai
+
+                # local servers (vLLM, llama.cpp, Ollama) ignore the key; the SDK insists on one
+                api_key = os.environ.get("OPENAI_API_KEY") or "no-key"
+                # one client (one connection pool) per judge; our own retries (shared budget,
+                # Retry-After) replace the SDK's
+                self._openai = openai
+                self._client = openai.OpenAI(
+                    api_key=api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+                )
+            return self._client
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     def judge(self, request: JudgeRequest) -> JudgeResponse:
         while True:
@@ -97,19 +107,28 @@ class OpenAIJudge:
             kwargs["top_logprobs"] = 10
         schema = request.schema_json()
         messages: list[dict[str, str]] = [dict(m) for m in request.messages]
+        # response_format goes in extra_body: the SDK sends it as is instead of walking the
+        # schema through its request transformer on every call (the largest CPU cost per request)
         if mode == "json_schema":
-            kwargs["response_format"] = {
+            kwargs["extra_body"] = {"response_format": {
                 "type": "json_schema",
                 "json_schema": {"name": request.schema.__name__, "schema": schema, "strict": False},
-            }
+            }}
         elif mode == "json_object":
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
+            kwargs["extra_body"] = {"response_format": {"type": "json_object", "schema": schema}}
             messages = with_schema_in_prompt(request.messages, request.schema)
         else:
             messages = with_schema_in_prompt(request.messages, request.schema)
+        client = self._sdk()
+
+        def send() -> Any:
+            # the raw response skips building the SDK's pydantic models; we read plain JSON
+            raw = client.chat.completions.with_raw_response.create(messages=messages, **kwargs)
+            return json.loads(raw.text)
+
         started = time.perf_counter()
         completion = call_with_retries(
-            lambda: self._client.chat.completions.create(messages=messages, **kwargs),  # type: ignore[arg-type]
+            send,
             lambda exc: self._classify(exc, mode, logprobs),
             gate=self._gate,
             max_retries=self.max_retries,
@@ -120,37 +139,37 @@ class OpenAIJudge:
 
     def _response(self, completion: Any, request: JudgeRequest, latency: float) -> JudgeResponse:
         try:
-            choice = completion.choices[0]
-            text = choice.message.content
-        except (AttributeError, IndexError, TypeError):
+            choice = completion["choices"][0]
+            message = choice["message"]
+            text = message.get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
             raise JudgeError(
                 f"{self.name}: the server's reply is not a chat completion: {redact(str(completion))[:200]}",
                 judge=self.name,
             ) from None
         if not text:
-            refusal = getattr(choice.message, "refusal", None)
+            refusal = message.get("refusal")
             raise JudgeError(
                 f"{self.name}: empty reply" + (f" (refusal: {refusal})" if refusal else ""),
                 judge=self.name,
             )
         usage: dict[str, int] = {}
-        if completion.usage is not None:
+        if isinstance(completion.get("usage"), dict):
             usage = {
-                "prompt_tokens": completion.usage.prompt_tokens or 0,
-                "completion_tokens": completion.usage.completion_tokens or 0,
-                "total_tokens": completion.usage.total_tokens or 0,
+                key: int(completion["usage"].get(key) or 0)
+                for key in ("prompt_tokens", "completion_tokens", "total_tokens")
             }
         distribution = None
-        content_logprobs = getattr(getattr(choice, "logprobs", None), "content", None)
+        content_logprobs = (choice.get("logprobs") or {}).get("content")
         if request.score_field and content_logprobs:
             distribution = score_distribution_from_top_logprobs(
-                [t.token for t in content_logprobs],
-                [[(a.token, a.logprob) for a in (t.top_logprobs or [])] or [(t.token, t.logprob)]
-                 for t in content_logprobs],
+                [t["token"] for t in content_logprobs],
+                [[(a["token"], a["logprob"]) for a in (t.get("top_logprobs") or [])]
+                 or [(t["token"], t["logprob"])] for t in content_logprobs],
                 request.score_field,
                 request.score_values,
             )
-        if choice.finish_reason == "length":
+        if choice.get("finish_reason") == "length":
             text += "\n[truncated: the judge hit its token limit]"
         return JudgeResponse(text=text, usage=usage, latency_s=latency, score_distribution=distribution)
 
