@@ -24,6 +24,7 @@ session_key = pytest.StashKey[LLMJudgeSession]()
 summary_key = pytest.StashKey[RunSummary]()
 gates_key = pytest.StashKey[list[GateResult]]()
 release_key = pytest.StashKey[Any]()
+extra_lines_key = pytest.StashKey[list[str]]()
 
 ReportFinalizer = Callable[[pytest.Item, list[pytest.TestReport]], None]
 
@@ -272,8 +273,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     terminalreporter.section("llm judge summary")
     calls = sum(int(r.get("judge_calls") or 0) for _, r in summary.records)
-    for line in summary_lines(summary, config.stash.get(gates_key, []), judge_calls=calls):
-        if line.startswith("FAILED gate"):
+    settings = session.settings
+    adaptive = settings.repeat_max if settings.repeat == "auto" else None
+    extra = config.stash.get(extra_lines_key, [])
+    for line in summary_lines(summary, config.stash.get(gates_key, []), judge_calls=calls,
+                              adaptive_budget=adaptive, extra=extra):
+        if line.startswith("FAILED"):
             terminalreporter.write_line(line, red=True, bold=True)
         else:
             terminalreporter.write_line(line)

@@ -25,7 +25,11 @@ class MetricSummary:
     failed: int = 0
     errors: int = 0
     cached: int = 0
+    unstable: int = 0
+    samples_drawn: int = 0
     thresholds: set[float] = field(default_factory=set)
+    #: per-case standard deviation of noise-floor re-judgements of an identical answer
+    noise_sds: list[float] = field(default_factory=list)
 
     @property
     def cases(self) -> int:
@@ -43,6 +47,27 @@ class MetricSummary:
     @property
     def mean_score(self) -> float | None:
         return sum(self.scores) / len(self.scores) if self.scores else None
+
+    def pass_rate_interval(self) -> tuple[float, float] | None:
+        """Wilson 95% interval of the pass rate."""
+        if not self.judged:
+            return None
+        from ..stats import wilson_interval
+
+        return wilson_interval(self.passed, self.judged)
+
+    def mean_interval(self) -> tuple[float, float] | None:
+        """Student-t 95% interval of the mean score over cases (None below two cases)."""
+        if len(self.scores) < 2:
+            return None
+        from ..stats import mean_interval
+
+        _, low, high = mean_interval(self.scores, method="t")
+        return max(0.0, low), min(1.0, high)
+
+    @property
+    def noise_sd(self) -> float | None:
+        return sum(self.noise_sds) / len(self.noise_sds) if self.noise_sds else None
 
     def threshold_text(self) -> str:
         if not self.thresholds:
@@ -88,6 +113,13 @@ class RunSummary:
             return
         summary.scores.append(float(record["score"]))
         summary.thresholds.add(float(record["threshold"]))
+        summary.samples_drawn += len(record.get("samples") or []) or 1
+        if record.get("unstable"):
+            summary.unstable += 1
+        noise = record.get("noise_samples") or []
+        if len(noise) >= 2:
+            mean = sum(noise) / len(noise)
+            summary.noise_sds.append((sum((x - mean) ** 2 for x in noise) / (len(noise) - 1)) ** 0.5)
         if record.get("cached"):
             summary.cached += 1
         if record["passed"]:
@@ -95,6 +127,10 @@ class RunSummary:
         else:
             summary.failed += 1
             self.failures.append(FailedCase(test_id, name, float(record["score"]), record.get("reason", "")))
+
+    @property
+    def unstable(self) -> int:
+        return sum(m.unstable for m in self.metrics.values())
 
     @property
     def verdicts(self) -> int:

@@ -12,25 +12,57 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _with_interval(value: float | None, interval: tuple[float, float] | None, spec: str) -> str:
+    if value is None:
+        return "-"
+    if interval is None:
+        return format(value, spec)
+    return f"{format(value, spec)} [{format(interval[0], spec)}, {format(interval[1], spec)}]"
+
+
 def summary_lines(
-    summary: RunSummary, gates: list[GateResult], *, judge_calls: int | None = None, default_judge: str = ""
+    summary: RunSummary,
+    gates: list[GateResult],
+    *,
+    judge_calls: int | None = None,
+    default_judge: str = "",
+    adaptive_budget: int | None = None,
+    extra: list[str] | None = None,
 ) -> list[str]:
-    """Per-metric table, then the lowest-scoring failures, then the pass-rate gates."""
+    """Per-metric table, then the lowest-scoring failures, then the pass-rate gates.
+
+    Pass rates carry a Wilson 95% interval and mean scores a Student-t 95% interval over cases.
+    """
     judges = ", ".join(sorted(summary.judges)) or default_judge
     head = f"judge: {judges} | verdicts: {summary.verdicts} | from cache: {summary.cached}"
     if judge_calls is not None:
         head += f" | judge calls: {judge_calls}"
     lines = [head]
-    header = ("metric", "cases", "passed", "pass rate", "mean score", "threshold", "judge errors")
+    header = ("metric", "cases", "passed", "pass rate [95% CI]", "mean score [95% CI]", "threshold",
+              "unstable", "judge errors")
     rows = [header]
     for name in sorted(summary.metrics):
         m = summary.metrics[name]
-        rows.append((name, str(m.cases), str(m.passed), _fmt(m.pass_rate, ".1%"),
-                     _fmt(m.mean_score, ".3f"), m.threshold_text(), str(m.errors)))
+        rows.append((name, str(m.cases), str(m.passed),
+                     _with_interval(m.pass_rate, m.pass_rate_interval(), ".0%"),
+                     _with_interval(m.mean_score, m.mean_interval(), ".2f"), m.threshold_text(),
+                     str(m.unstable), str(m.errors)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [cell.rjust(widths[i]) for i, cell in enumerate(row) if i]
         lines.append("  ".join(cells).rstrip())
+    lines.append("(pass rate: Wilson interval; mean score: Student-t interval over cases; "
+                 "unstable: samples on both sides of the threshold)")
+    noisy = [(n, m) for n, m in sorted(summary.metrics.items()) if m.noise_sd is not None]
+    if noisy:
+        lines.append("judge noise floor (sd of re-judging identical answers): " + ", ".join(
+            f"{n} {m.noise_sd:.3f} over {len(m.noise_sds)} cases" for n, m in noisy))
+    if adaptive_budget is not None:
+        drawn = sum(m.samples_drawn for m in summary.metrics.values())
+        budget = adaptive_budget * summary.verdicts
+        lines.append(f"adaptive repeats: {drawn} samples drawn; a fixed {adaptive_budget} per verdict "
+                     f"would take {budget} ({budget - drawn} judge calls saved)")
+    lines.extend(extra or [])
     scored = sorted((f for f in summary.failures if f.error is None), key=lambda f: (f.score or 0.0, f.test_id))
     errors = [f for f in summary.failures if f.error is not None]
     if scored:
