@@ -25,6 +25,7 @@ summary_key = pytest.StashKey[RunSummary]()
 gates_key = pytest.StashKey[list[GateResult]]()
 release_key = pytest.StashKey[Any]()
 extra_lines_key = pytest.StashKey[list[str]]()
+baseline_key = pytest.StashKey[Any]()
 
 ReportFinalizer = Callable[[pytest.Item, list[pytest.TestReport]], None]
 
@@ -53,6 +54,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[session_key] = session
     if not hasattr(config, "workerinput"):
         config.stash[summary_key] = RunSummary()
+        if settings.baseline is not None:
+            from .regression import load_baseline
+
+            try:  # a bad baseline is a usage error now, not a surprise after the run
+                config.stash[baseline_key] = load_baseline(settings.baseline)
+            except LLMJudgeError as exc:
+                raise pytest.UsageError(f"--llm-baseline: {exc}") from None
     if settings.cache_clear and session.cache is not None:
         session.cache.clear()
 
@@ -228,6 +236,28 @@ def _config_of(report: pytest.TestReport) -> pytest.Config | None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
     _configs.append(session.config)
+    config = session.config
+    llm = config.stash[session_key]
+    if llm.settings.preflight is not None and not hasattr(config, "workerinput"):
+        _preflight(config, llm)
+
+
+def _preflight(config: pytest.Config, llm: LLMJudgeSession) -> None:
+    """Grade the labelled preflight set; stop the session when the judge disagrees too often."""
+    from .preflight import run_preflight
+
+    settings = llm.settings
+    assert settings.preflight is not None
+    try:
+        result = run_preflight(
+            settings.preflight, llm.judge(), threshold=settings.threshold,
+            minimum=settings.preflight_min, workers=settings.concurrency, cache=llm.cache,
+        )
+    except LLMJudgeError as exc:
+        raise pytest.UsageError(f"--llm-preflight: {exc}") from None
+    if not result.ok:
+        pytest.exit(result.describe(), returncode=pytest.ExitCode.USAGE_ERROR)
+    config.stash.setdefault(extra_lines_key, []).append(result.describe())
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, Any] | None:
@@ -255,10 +285,41 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config.stash[gates_key] = gates
     if any(not gate.ok for gate in gates) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    settings = config.stash[session_key].settings
+    comparison = _compare_with_baseline(config, summary, settings)
+    if comparison is not None and comparison.regressed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if settings.save_baseline is not None and summary.records:
+        from .regression import save_baseline
+
+        save_baseline(settings.save_baseline, summary.records, settings.public())
+        config.stash.setdefault(extra_lines_key, []).append(f"baseline saved to {settings.save_baseline}")
+    if settings.html is not None:
+        from .report.html import render_html
+
+        settings.html.parent.mkdir(parents=True, exist_ok=True)
+        settings.html.write_text(
+            render_html(summary.records, comparison=comparison, settings=settings.public()), encoding="utf-8"
+        )
+        config.stash.setdefault(extra_lines_key, []).append(f"HTML report written to {settings.html}")
     xml = junit.log_xml(config)
     if xml is not None and summary.metrics:
         for name, value in junit.suite_properties(summary):
             xml.add_global_property(name, value)
+
+
+def _compare_with_baseline(config: pytest.Config, summary: RunSummary, settings: Settings) -> Any:
+    baseline = config.stash.get(baseline_key, None)
+    if baseline is None:
+        return None
+    from .regression import compare
+
+    comparison = compare(baseline, summary.records, tolerance=settings.regression_tolerance)
+    lines = comparison.lines()
+    if comparison.regressed:
+        lines[-1] = "FAILED " + lines[-1]
+    config.stash.setdefault(extra_lines_key, []).extend(["", *lines])
+    return comparison
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

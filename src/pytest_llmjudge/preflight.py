@@ -1,0 +1,126 @@
+"""Judge preflight: before any test runs, the judge grades a small labelled dataset.
+
+Each row is graded like a test case (``input``, ``output``/``answer``, ``expected_output``,
+``context``, ``criteria``; ``metric`` per row, default correctness) and carries the human
+judgement: ``label`` (pass/fail, true/false, yes/no, 1/0) or ``expected_score`` (0-1, or on
+the metric's own scale when above 1). The judge agrees with a row when its pass/fail matches
+the label, or when its score is within ``SCORE_TOLERANCE`` of the expected score.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .datasets import Case, load_cases
+from .errors import DatasetError, JudgeError
+from .evaluation import evaluate
+from .executor import DaemonExecutor
+from .judges.base import Judge
+from .metrics import get_metric
+from .metrics.base import Metric, MetricInputs
+
+#: one rubric point on the 0-5 correctness scale
+SCORE_TOLERANCE = 0.2
+_TRUE = {"pass", "passed", "true", "yes", "1", "good", "correct"}
+_FALSE = {"fail", "failed", "false", "no", "0", "bad", "incorrect"}
+
+
+@dataclass
+class PreflightCase:
+    case_id: str
+    metric: str
+    agreed: bool
+    detail: str
+
+
+@dataclass
+class PreflightResult:
+    path: str
+    judge: str
+    cases: list[PreflightCase]
+    minimum: float
+
+    @property
+    def agreement(self) -> float:
+        return sum(c.agreed for c in self.cases) / len(self.cases) if self.cases else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.agreement >= self.minimum
+
+    def describe(self) -> str:
+        agreed = sum(c.agreed for c in self.cases)
+        head = (f"llmjudge preflight: judge {self.judge} agreed with {agreed} of {len(self.cases)} "
+                f"labelled cases in {self.path} ({self.agreement:.0%}; minimum {self.minimum:.0%})")
+        if self.ok:
+            return head
+        wrong = [c for c in self.cases if not c.agreed]
+        lines = [head + " - stopping before any test runs: this judge cannot grade reliably.",
+                 "cases it got wrong:"]
+        lines += [f"  {c.case_id} [{c.metric}]: {c.detail}" for c in wrong]
+        lines.append("fix: use a stronger judge (--llm-judge), adjust the metric, or lower --llm-preflight-min")
+        return "\n".join(lines)
+
+
+def _label(case: Case, where: str) -> tuple[bool | None, float | None]:
+    label = case.get("label")
+    if label not in (None, ""):
+        text = str(label).strip().lower()
+        if text in _TRUE:
+            return True, None
+        if text in _FALSE:
+            return False, None
+        raise DatasetError(f"{where}: label {label!r} is not pass/fail, true/false, yes/no or 1/0")
+    expected = case.get("expected_score")
+    if expected not in (None, ""):
+        try:
+            return None, float(expected)
+        except (TypeError, ValueError):
+            raise DatasetError(f"{where}: expected_score {expected!r} is not a number") from None
+    raise DatasetError(f"{where}: needs a `label` or an `expected_score` column value")
+
+
+def run_preflight(path: Path, judge: Judge, *, threshold: float, minimum: float, workers: int,
+                  cache: object = None) -> PreflightResult:
+    """Grade every labelled row and measure agreement."""
+    cases = load_cases(path)
+    plans = []
+    for case in cases:
+        where = f"{path.name} row {case.row}"
+        metric = get_metric(str(case.get("metric") or "correctness"))
+        label, expected_score = _label(case, where)
+        output = case.get("output") or case.get("answer") or case.get("actual_output")
+        if not output:
+            raise DatasetError(f"{where}: needs the answer to grade in an `output` (or `answer`) column")
+        inputs = MetricInputs(
+            output=str(output), input=case.get("input"), expected=case.get("expected_output"),
+            context=case.get("context"), criteria=case.get("criteria"),
+        )
+        row_threshold = float(case.get("threshold") or threshold)
+        if expected_score is not None and expected_score > 1 and isinstance(metric, Metric):
+            expected_score = metric.normalize(expected_score)
+        plans.append((case, metric, inputs, row_threshold, label, expected_score))
+    executor = DaemonExecutor(workers, name="llmjudge-preflight")
+    futures = [
+        executor.submit(lambda m=m, i=i, t=t: evaluate(m, i, judge, threshold=t, cache=cache))
+        for _, m, i, t, _, _ in plans
+    ]
+    results = []
+    for (case, metric, _, row_threshold, label, expected_score), future in zip(plans, futures):
+        try:
+            verdict = future.result()
+        except JudgeError as exc:
+            results.append(PreflightCase(case.id, metric.name, False, f"judge error: {exc}"))
+            continue
+        if label is not None:
+            agreed = verdict.passed == label
+            detail = (f"labelled {'pass' if label else 'fail'}, judge scored {verdict.score:.2f} "
+                      f"({'pass' if verdict.passed else 'fail'} at {row_threshold:.2f}): {verdict.reason}")
+        else:
+            assert expected_score is not None
+            agreed = abs(verdict.score - expected_score) <= SCORE_TOLERANCE
+            detail = f"expected score {expected_score:.2f}, judge scored {verdict.score:.2f}: {verdict.reason}"
+        results.append(PreflightCase(case.id, metric.name, agreed, detail))
+    executor.shutdown()
+    return PreflightResult(str(path), judge.name, results, minimum)
