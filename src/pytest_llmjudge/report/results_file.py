@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from ..settings import Settings
 
 COLUMNS = (
-    "run_id", "timestamp", "test_id", "metric", "score", "raw_score", "scale_min", "scale_max",
-    "reason", "threshold", "passed", "cached", "judge", "latency_s", "prompt_tokens",
+    "run_id", "timestamp", "test_id", "metric", "score", "raw_score", "argmax_score", "scale_min",
+    "scale_max", "reason", "threshold", "passed", "cached", "judge", "latency_s", "prompt_tokens",
     "completion_tokens", "total_tokens", "samples", "error", "settings",
 )
 
@@ -62,7 +62,8 @@ class ResultsWriter:
             return
         self._row({
             "test_id": test_id, "metric": verdict.metric, "score": round(verdict.score, 6),
-            "raw_score": verdict.raw_score, "scale_min": verdict.scale[0], "scale_max": verdict.scale[1],
+            "raw_score": verdict.raw_score, "argmax_score": verdict.argmax_score,
+            "scale_min": verdict.scale[0], "scale_max": verdict.scale[1],
             "reason": verdict.reason, "threshold": verdict.threshold, "passed": verdict.passed,
             "cached": verdict.cached, "judge": verdict.judge, "latency_s": round(verdict.latency_s, 4),
             "prompt_tokens": verdict.usage.get("prompt_tokens"),
