@@ -16,13 +16,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import huggingface_hub  # noqa: F401
-import openai  # noqa: F401
+import huggingface_hub
+import openai
+import sqlite3  # noqa: F401
 import pandas  # noqa: F401 - see below
 import pytest
 
-# In-process pytester runs restore sys.modules afterwards; numpy (pulled in by pandas when a
-# run loads a CSV dataset) cannot be imported twice in one process, so import it up front.
+# In-process pytester runs restore sys.modules afterwards. Modules first imported inside a run
+# are imported again by the next one, which breaks numpy (pandas loads it for CSV datasets) and
+# the HTTP stacks (httpx2 maps the *first* httpcore2's exception classes, so a re-imported
+# httpcore2.ConnectError escapes the openai client unmapped). Import all of it up front.
 
 from pytest_llmjudge.judges import hf_inference, openai_compat, retry
 from pytest_llmjudge.report.results_file import read_results
@@ -68,12 +71,40 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
+def _warm_up_clients() -> None:
+    with FakeJudgeServer() as srv:
+        client = openai.OpenAI(base_url=srv.url, api_key="sk-warmup", max_retries=0, timeout=5)
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
+        hf = huggingface_hub.InferenceClient(base_url=srv.root_url, timeout=5)
+        hf.chat_completion([{"role": "user", "content": "hi"}], max_tokens=5)
+        srv.fail_next(500, 2)
+        for call in (lambda: client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}]),
+                     lambda: hf.chat_completion([{"role": "user", "content": "x"}], max_tokens=5)):
+            try:
+                call()
+            except Exception:  # noqa: BLE001 - only the imports matter
+                pass
+        url, root = srv.url, srv.root_url
+    for call in (lambda: openai.OpenAI(base_url=url, api_key="k", max_retries=0).models.list(),
+                 lambda: huggingface_hub.InferenceClient(base_url=root).chat_completion(
+                     [{"role": "user", "content": "x"}])):
+        try:
+            call()
+        except Exception:  # noqa: BLE001 - connection refused, on purpose
+            pass
+
+
+_warm_up_clients()
+
+
 @pytest.fixture(autouse=True)
 def _hermetic(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No real credentials or endpoints; no backend memory carried between tests."""
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
                  "LLMJUDGE_API_KEY", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS"):
         monkeypatch.delenv(name, raising=False)
+    # backoff without Retry-After sleeps up to BASE_DELAY_S * 2**attempt: keep it tiny
+    monkeypatch.setattr(retry, "BASE_DELAY_S", 0.01)
     _forget_backend_state()
     yield
     _forget_backend_state()
@@ -150,8 +181,14 @@ def outcomes(result: pytest.RunResult) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
         if report.when == "call" or report.outcome != "passed":
-            out.setdefault(report.outcome, set()).add(report.nodeid.split("[")[-1].rstrip("]"))
+            out.setdefault(report.outcome, set()).add(short_id(report.nodeid))
     return out
+
+
+def short_id(nodeid: str) -> str:
+    """``test_qa.py::test_qa[capital]`` -> ``capital``; ``test_x.py::test_one`` -> ``test_one``."""
+    name = nodeid.split("::")[-1]
+    return name.split("[", 1)[1][:-1] if name.endswith("]") and "[" in name else name
 
 
 def failure_messages(result: pytest.RunResult) -> dict[str, str]:
@@ -171,6 +208,35 @@ def summary_section(result: pytest.RunResult) -> list[str]:
     start = next(i for i, line in enumerate(lines) if "llm judge summary" in line)
     end = next((i for i in range(start + 1, len(lines)) if re.match(r"^={5,}", lines[i])), len(lines))
     return lines[start + 1:end]
+
+
+def summary_table(result: pytest.RunResult) -> dict[str, dict[str, str]]:
+    """metric -> {column header: cell} of the summary's per-metric table.
+
+    Columns are found by header name, so added columns do not break the tests; a column is
+    looked up by the start of its header (``row["pass rate"]`` finds ``pass rate [95% CI]``).
+    """
+    lines = summary_section(result)
+    start = next(i for i, line in enumerate(lines) if line.startswith("metric "))
+    header = re.split(r"\s{2,}", lines[start].strip())
+    table: dict[str, dict[str, str]] = {}
+    for line in lines[start + 1:]:
+        if not line.strip() or line.startswith(("(", " ")):
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        assert len(cells) == len(header), (header, cells)
+        table[cells[0]] = _PrefixDict(zip(header, cells))
+    return table
+
+
+class _PrefixDict(dict):
+    def __getitem__(self, key: str) -> str:
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        matches = [k for k in self if k.startswith(key)]
+        if len(matches) != 1:
+            raise KeyError(key)
+        return dict.__getitem__(self, matches[0])
 
 
 def testcase_props(root: ET.Element) -> dict[str, dict[str, str]]:
