@@ -113,13 +113,13 @@ def call_with_retries(
                 raise
             if not failure.retryable or attempt >= max_retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
-                raise JudgeError(f"{judge}: {failure.message}{tries}", judge=judge) from exc
+                raise JudgeError(f"{judge}: {failure.message}{tries}", judge=judge) from None
             if not gate.spend():
                 raise JudgeError(
                     f"{judge}: {failure.message}; the endpoint's retry budget is exhausted "
                     "(too many failures in this run)",
                     judge=judge,
-                ) from exc
+                ) from None
             delay = backoff_delay(attempt, failure.retry_after)
             if failure.retry_after is not None:
                 gate.pause(delay)
