@@ -164,7 +164,13 @@ def _attach(item: pytest.Item, reports: list[pytest.TestReport]) -> None:
     records = [entry.as_record() for entry in kept]
     call.llmjudge_records = records  # type: ignore[attr-defined]
     if junit.junit_family(item.config) != "xunit2":
-        call.user_properties = list(call.user_properties) + junit.per_test_properties(records)
+        # pytest's JUnit writer reads user_properties from the *teardown* report: sequential
+        # runs build it later from item.user_properties, concurrent runs already hold it
+        props = junit.per_test_properties(records)
+        item.user_properties.extend(props)
+        for report in reports:
+            if report.when in ("call", "teardown"):
+                report.user_properties = list(report.user_properties) + props
     if failure is not None and failing is not None and not failing.raised and not hasattr(call, "wasxfail"):
         call.outcome = "failed"
         call.longrepr = failure_longrepr(failing, failure)
