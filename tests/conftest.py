@@ -239,7 +239,7 @@ class _PrefixDict(dict):
         return dict.__getitem__(self, matches[0])
 
 
-def testcase_props(root: ET.Element) -> dict[str, dict[str, str]]:
+def case_properties(root: ET.Element) -> dict[str, dict[str, str]]:
     """xunit1: testcase name -> its ``<properties>``."""
     out = {}
     for case in root.iter("testcase"):
@@ -247,7 +247,7 @@ def testcase_props(root: ET.Element) -> dict[str, dict[str, str]]:
     return out
 
 
-def testcase_system_out(root: ET.Element) -> dict[str, dict[str, str]]:
+def case_system_out(root: ET.Element) -> dict[str, dict[str, str]]:
     """xunit2: testcase name -> the ``llm.*=value`` lines of its ``<system-out>``."""
     out = {}
     for case in root.iter("testcase"):
