@@ -1,0 +1,166 @@
+"""The ``llmjudge`` command line (also ``python -m pytest_llmjudge``).
+
+Commands: ``sample``, ``convert``, ``augment``, ``generate``, ``calibrate`` (modules in
+:mod:`pytest_llmjudge.workflows`), plus those registered with :func:`add_subcommand` and
+``compare`` from :mod:`pytest_llmjudge.regression` when that module exists.
+
+Registering a command::
+
+    def add_parser(subparsers):            # subparsers: argparse's _SubParsersAction
+        parser = subparsers.add_parser("mine", help="...", epilog="examples: ...")
+        parser.add_argument("input")
+        return parser
+
+    def run(args) -> int:                 # the exit status
+        ...
+
+    add_subcommand("mine", add_parser, run)
+
+A parser added by ``add_X_parser(subparsers)`` may instead call ``parser.set_defaults(func=run)``
+itself (``run(args) -> int``); that is how ``compare`` plugs in.
+
+Errors: bad input or usage prints one line, ``llmjudge: error: FILE, line N (row K): what is
+wrong``, and exits with status 2 -- never a traceback. Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from .errors import ConfigError, DatasetError, JudgeError, LLMJudgeError
+from .workflows import CLIError
+
+PROG = "llmjudge"
+
+AddParser = Callable[[Any], "argparse.ArgumentParser | None"]
+Run = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    name: str
+    add_parser: AddParser
+    run: Run | None = None
+
+
+#: registered commands, in the order ``llmjudge --help`` lists them
+SUBCOMMANDS: dict[str, Subcommand] = {}
+#: optional commands that failed to load: name -> why (reported when the command is used)
+_UNAVAILABLE: dict[str, str] = {}
+
+
+def add_subcommand(name: str, add_parser: AddParser, run: Run | None = None) -> None:
+    """Register a command: ``add_parser(subparsers)`` builds it, ``run(args)`` runs it.
+
+    ``run`` may be None when ``add_parser`` sets ``func`` on its parser (``set_defaults``).
+    Registering a name again replaces the earlier command.
+    """
+    SUBCOMMANDS[name] = Subcommand(name, add_parser, run)
+
+
+def _register_builtin() -> None:
+    from .workflows import augment, calibrate, convert, generate, sample
+
+    for name, module in (("sample", sample), ("convert", convert), ("augment", augment),
+                         ("generate", generate), ("calibrate", calibrate)):
+        if name not in SUBCOMMANDS:
+            add_subcommand(name, module.add_parser, module.run)
+
+
+def _register_optional() -> None:
+    """``compare`` from pytest_llmjudge.regression, when that module exists."""
+    if "compare" in SUBCOMMANDS:
+        return
+    try:
+        from .regression import add_compare_parser  # type: ignore[attr-defined]
+    except ModuleNotFoundError as exc:
+        if exc.name in (f"{__package__}.regression", __package__):
+            return  # not installed in this version: no compare command
+        _UNAVAILABLE["compare"] = f"{type(exc).__name__}: {exc}"
+        return
+    except Exception as exc:  # noqa: BLE001 - a broken optional module must not break the CLI
+        _UNAVAILABLE["compare"] = f"{type(exc).__name__}: {exc}"
+        return
+    add_subcommand("compare", add_compare_parser)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``llmjudge sample: error: ... (see --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    _register_builtin()
+    _register_optional()
+    parser = _Parser(
+        prog=PROG,
+        description="Dataset workflows for LLM regression tests judged by pytest-llmjudge: "
+                    "sample, convert, augment and answer datasets, and calibrate a judge "
+                    "against human labels.",
+        epilog="examples:\n"
+               "  llmjudge sample data/qa.jsonl -n 50 --seed 1 -o qa_50.jsonl\n"
+               "  llmjudge generate qa_50.jsonl -o answers.jsonl --model openai:gpt-4o-mini\n"
+               "  llmjudge calibrate labelled.csv -o report.md --label-column human\n\n"
+               "'llmjudge COMMAND --help' shows a command's options and examples.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in SUBCOMMANDS.values():
+        sub = command.add_parser(subparsers)
+        if command.run is not None:
+            target = sub if isinstance(sub, argparse.ArgumentParser) else subparsers.choices.get(command.name)
+            if target is not None:
+                target.set_defaults(_run=command.run)
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 failed rows/gates, 2 bad input)."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        if args_list and args_list[0] in _UNAVAILABLE and args_list[0] not in SUBCOMMANDS:
+            return _fail(f"the {args_list[0]} command cannot be loaded: {_UNAVAILABLE[args_list[0]]}")
+        try:
+            args = parser.parse_args(args_list)
+        except SystemExit as exc:  # --help, --version, usage errors
+            return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+        run = getattr(args, "_run", None) or getattr(args, "func", None)
+        if run is None:
+            parser.print_help(sys.stderr)
+            return 2
+        status = run(args)
+        return int(status or 0)
+    except (CLIError, DatasetError, ConfigError) as exc:
+        return _fail(str(exc))
+    except JudgeError as exc:
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    except LLMJudgeError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `llmjudge ... | head`
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        return _fail(f"{where}{exc.strerror or exc}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""``llmjudge augment``: rephrase prompts in a style and/or classify them, with structured output."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from typing import Any, Literal
+
+from pydantic import BaseModel, create_model
+
+from ..evaluation import evaluate
+from ..judges.base import Sampling
+from ..metrics.base import Metric, MetricInputs, bounded_str
+from . import CLIError
+from .common import add_model_options, add_output_options, bounded_float, build_cache, build_judge, close_quietly, positive_int
+from .io import (
+    ERROR_COLUMN, Row, Table, Unit, check_output_path, plan_resume, read_table, table_format,
+    union_columns,
+)
+from .runner import run_units
+
+HELP = "rephrase prompts in a style and/or classify them into labels (structured output)"
+DESCRIPTION = """\
+Grow or annotate a dataset with a model, one structured call per task:
+
+--rephrase STYLE   rewrite each prompt as asked by STYLE ("a student", "an angry customer",
+                   "a non-native speaker in a hurry"), keeping its meaning so the reference
+                   answer still fits. Repeat the flag for several styles: each input row gives
+                   one output row per style. Output columns: initial_prompt (the original),
+                   prompt (the rephrasing), expected_output (the reference, unchanged) and
+                   rephrase_style; an input 'input' column is replaced by those, and the last
+                   user turn of a chat log is rewritten in its 'messages'.
+--classify A,B,C   put each (original) prompt in exactly one of the labels, column
+                   classification. The reply's schema is a Literal of the labels, so a label
+                   outside the set cannot be produced (constrained or validated output), not
+                   filtered afterwards.
+
+Other columns are kept. Rows are written in input order as they finish; a row whose call
+fails (after the judge's retries) gets its reason in the 'error' column, is reported on
+stderr, and the run goes on (exit status 1 at the end). Replies are cached like verdicts
+(--cache-dir), so a rerun is free. The exit status is 2 for bad input.
+"""
+EPILOG = """\
+examples:
+  llmjudge augment data/qa.jsonl -o data/qa_students.jsonl --rephrase "a student asking" \\
+      --judge openai:gpt-4o-mini
+  llmjudge augment tickets.csv -o labelled.csv --classify billing,technical,account,other
+  llmjudge augment qa.csv -o grown.csv --rephrase "a child" --rephrase "an expert" \\
+      --classify easy,hard --judge local:smollm2-135m --resume
+"""
+
+MAX_PROMPT_CHARS = 2000
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "augment", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="IN", help="dataset: .csv, .json or .jsonl")
+    parser.add_argument("-o", "--output", metavar="OUT", required=True,
+                        help="the augmented dataset (.csv, .json or .jsonl)")
+    parser.add_argument("--rephrase", metavar="STYLE", action="append", default=[],
+                        help="rephrase every prompt as asked by STYLE (repeatable)")
+    parser.add_argument("--classify", metavar="LABEL,LABEL,...",
+                        help="classify every prompt into exactly one of these labels")
+    parser.add_argument("--id-column", metavar="COLUMN",
+                        help="column that identifies rows (default: 'id' when present)")
+    parser.add_argument("--temperature", type=bounded_float(0.0, 2.0), default=0.0, metavar="T",
+                        help="sampling temperature (default: 0, reproducible)")
+    parser.add_argument("--max-tokens", type=positive_int, default=1024, metavar="N",
+                        help="token limit of each reply (default: 1024)")
+    add_model_options(parser)
+    add_output_options(parser)
+    return parser
+
+
+def parse_labels(text: str) -> list[str]:
+    labels: list[str] = []
+    for part in text.split(","):
+        label = part.strip()
+        if not label:
+            raise CLIError(f"--classify {text!r}: empty label; give labels separated by commas, e.g. billing,technical,other")
+        if label not in labels:
+            labels.append(label)
+    if len(labels) < 2:
+        raise CLIError(f"--classify {text!r}: give at least two labels separated by commas")
+    return labels
+
+
+def _escape(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+class Rephrased(BaseModel):
+    """The structured reply of a rephrasing."""
+
+    prompt: bounded_str(MAX_PROMPT_CHARS)  # type: ignore[valid-type]
+
+
+def rephrase_metric(style: str) -> Metric:
+    """The rephrasing task as a metric: its prompt, schema and cache fingerprint."""
+    prompt = (
+        f"Rewrite the PROMPT below the way it would be written by {_escape(style)}.\n"
+        "Keep its meaning, its facts and every detail needed to answer it, so that the REFERENCE "
+        "answer still answers it exactly; change only the wording, tone and phrasing. Do not "
+        "answer it.\n\n"
+        "PROMPT:\n{input}\n\nREFERENCE:\n{expected}\n\n"
+        'Reply with the rewritten text as "prompt".'
+    )
+    return Metric(
+        name="llmjudge.augment.rephrase",
+        prompt=prompt,
+        schema=Rephrased,
+        score=lambda v: 1.0,
+        system="You rewrite user prompts for testing an AI application. Reply only in the requested JSON format.",
+        details=lambda v: {"prompt": v.prompt},
+    )
+
+
+def classification_schema(labels: list[str]) -> type[BaseModel]:
+    """``{"label": Literal[*labels]}``: the only labels a reply can hold."""
+    return create_model("Classification", label=(Literal[tuple(labels)], ...))  # type: ignore[valid-type]
+
+
+def classify_metric(labels: list[str]) -> Metric:
+    listed = ", ".join(_escape(label) for label in labels)
+    prompt = (
+        f"Classify the PROMPT below into exactly one of these categories: {listed}.\n\n"
+        "PROMPT:\n{input}\n\n"
+        'Reply with the category as "label".'
+    )
+    return Metric(
+        name="llmjudge.augment.classify",
+        prompt=prompt,
+        schema=classification_schema(labels),
+        score=lambda v: 1.0,
+        system="You classify user prompts for testing an AI application. Reply only in the requested JSON format.",
+        details=lambda v: {"label": v.label},
+    )
+
+
+def _source_prompt(row: Row, table: Table) -> str:
+    prompt = row.get("input")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise CLIError(
+            f"{table.where(row)}: no prompt to augment: the row needs a non-empty 'prompt' or "
+            "'input' column, or chat 'messages' with a user turn"
+        )
+    return prompt
+
+
+def _with_user_turn(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    out = copy.deepcopy(messages)
+    for message in reversed(out):
+        if str(message.get("role", "")).lower() == "user":
+            message["content"] = text
+            break
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    table_format(args.output)
+    styles = [s.strip() for s in args.rephrase]
+    if any(not s for s in styles):
+        raise CLIError("--rephrase needs a non-empty STYLE, e.g. --rephrase 'a student asking'")
+    if not styles and not args.classify:
+        raise CLIError("nothing to do: give --rephrase STYLE and/or --classify LABEL,LABEL,...")
+    labels = parse_labels(args.classify) if args.classify else []
+    check_output_path(args.output, [args.input], resume=args.resume, force=args.force)
+    table = read_table(args.input, id_column=args.id_column)
+    prompts = {row.index: _source_prompt(row, table) for row in table.rows}
+
+    rephrase = bool(styles)
+    new_columns: list[str] = []
+    if rephrase:
+        new_columns += ["initial_prompt", "prompt", "expected_output", "rephrase_style"]
+    if labels:
+        new_columns.append("classification")
+    dropped = {"input"} if rephrase else set()
+    columns = union_columns([c for c in table.columns if c not in dropped], new_columns, [ERROR_COLUMN])
+    changed = set(new_columns) | dropped | ({"messages"} if rephrase else set()) | {ERROR_COLUMN}
+
+    units: list[Unit] = []
+    for row in table.rows:
+        for style in styles or [None]:
+            expect = {c: v for c, v in row.data.items() if c not in changed}
+            if rephrase:
+                expect["initial_prompt"] = prompts[row.index]
+                expect["rephrase_style"] = style
+            units.append(Unit(index=len(units), row=row, expect=expect, payload=style))
+
+    plan = None
+    if args.resume and args.output and _exists(args.output):
+        plan = plan_resume(args.output, units)
+
+    judge = build_judge(args)
+    cache = build_cache(args)
+    sampling = Sampling(temperature=args.temperature, max_tokens=args.max_tokens)
+    rephrasers = {style: rephrase_metric(style) for style in styles}
+    classifier = classify_metric(labels) if labels else None
+
+    def base(unit: Unit) -> dict[str, Any]:
+        row = unit.row
+        out = {k: v for k, v in row.data.items() if k not in dropped}
+        if rephrase:
+            out["initial_prompt"] = prompts[row.index]
+            out["expected_output"] = row.get("expected_output")
+            out["rephrase_style"] = unit.payload
+        return out
+
+    def work(unit: Unit) -> tuple[dict[str, Any], bool]:
+        row = unit.row
+        out = base(unit)
+        inputs = MetricInputs(output="", input=prompts[row.index], expected=row.get("expected_output"))
+        cached = True
+        if rephrase:
+            verdict = evaluate(rephrasers[unit.payload], inputs, judge, threshold=0.0,
+                               sampling=sampling, cache=cache)
+            cached &= verdict.cached
+            text = str(verdict.details["prompt"]).strip()
+            if not text:
+                raise ValueError("the model returned an empty rephrasing")
+            out["prompt"] = text
+            if isinstance(row.case.get("messages"), list) and "messages" in row.data:
+                out["messages"] = _with_user_turn(row.case["messages"], text)
+        if classifier is not None:
+            verdict = evaluate(classifier, inputs, judge, threshold=0.0, sampling=sampling, cache=cache)
+            cached &= verdict.cached
+            out["classification"] = verdict.details["label"]
+        out[ERROR_COLUMN] = ""
+        return out, cached
+
+    def failed_row(unit: Unit, message: str) -> dict[str, Any]:
+        out = base(unit)
+        if rephrase:
+            out["prompt"] = ""
+        if labels:
+            out["classification"] = ""
+        out[ERROR_COLUMN] = message
+        return out
+
+    try:
+        result = run_units(
+            units, work, failed_row, out=args.output, columns=columns, plan=plan,
+            concurrency=args.concurrency, label="augment", quiet=args.quiet,
+        )
+    finally:
+        close_quietly(cache, judge)
+    if result.interrupted:
+        return 130
+    if not args.quiet:
+        print(f"augment ({judge.name}): {result.summary(args.output)}")
+    return 1 if result.failed else 0
+
+
+def _exists(path: str) -> bool:
+    from pathlib import Path
+
+    return Path(path).exists()

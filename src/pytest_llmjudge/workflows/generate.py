@@ -1,0 +1,206 @@
+"""``llmjudge generate``: the application's answers to every prompt, with their sampling recorded."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..cache import VerdictCache
+from ..judges.base import Judge, JudgeRequest, Message, Sampling
+from ..metrics.base import Metric
+from ..verdict import Verdict
+from . import CLIError
+from .common import (
+    add_model_options, add_output_options, bounded_float, build_cache, build_judge, close_quietly,
+    non_negative_int, positive_int,
+)
+from .generation import GeneratedAnswer, generate_text, generation_mode
+from .io import ERROR_COLUMN, Row, Table, Unit, check_output_path, plan_resume, read_table, table_format, union_columns
+from .runner import run_units
+
+HELP = "generate the application's answers to every prompt with a model, recording its sampling"
+DESCRIPTION = """\
+Answer every prompt of IN with a model -- any judge backend spec works as a generator
+(openai:MODEL, hf:MODEL, local:MODEL) -- and write the dataset with the answer beside it,
+so that a suite can then judge a fixed set of answers.
+
+Prompts: a row's chat 'messages' (the conversation up to its last user turn), else its
+'prompt'/'input' column, after its 'system_prompt' column if any. --system-prompt replaces
+every row's system prompt.
+
+Each row records what produced it: the answer (--output-column, default actual_output),
+model, temperature, top_p, max_tokens, seed, system_prompt, generation_mode, finish_reason
+(length = cut at --max-tokens) and latency_s. generation_mode is 'text' for a plain chat
+completion (openai, hf, local) and 'json' for a backend that can only give structured
+replies (the answer is then the "answer" field of a JSON object).
+
+Answers are cached by model, messages and sampling (--cache-dir); use --cache-mode refresh
+for fresh samples. Rows are written in input order as they finish; a failed row gets its
+reason in the 'error' column (exit status 1 at the end) and the run goes on.
+"""
+EPILOG = """\
+examples:
+  llmjudge generate data/qa.jsonl -o answers.jsonl --model openai:gpt-4o-mini --temperature 0.2
+  llmjudge generate chats.jsonl -o answers.csv --model hf:meta-llama/Llama-3.1-8B-Instruct \\
+      --base-url http://tgi:8080 --max-tokens 300
+  llmjudge generate qa.csv -o answers.csv --model local:smollm2-135m \\
+      --system-prompt "You are a concise support agent." --resume
+"""
+
+RECORD_COLUMNS = ["model", "temperature", "top_p", "max_tokens", "seed", "system_prompt",
+                  "generation_mode", "finish_reason", "latency_s"]
+_SYSTEM_ROLES = ("system", "developer")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "generate", help=HELP, description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("input", metavar="IN", help="dataset of prompts: .csv, .json or .jsonl")
+    parser.add_argument("-o", "--output", metavar="OUT", required=True,
+                        help="the dataset with answers (.csv, .json or .jsonl)")
+    sampling = parser.add_argument_group("sampling")
+    sampling.add_argument("--temperature", type=bounded_float(0.0, 2.0), default=0.0, metavar="T",
+                          help="sampling temperature (default: 0)")
+    sampling.add_argument("--top-p", type=bounded_float(0.0, 1.0), default=None, metavar="P",
+                          help="nucleus sampling (default: the backend's)")
+    sampling.add_argument("--max-tokens", type=positive_int, default=512, metavar="N",
+                          help="token limit of each answer (default: 512)")
+    sampling.add_argument("--seed", type=non_negative_int, default=None, metavar="S",
+                          help="sampling seed, where the backend honours one")
+    sampling.add_argument("--system-prompt", metavar="TEXT",
+                          help="system prompt for every row (replaces the rows' own)")
+    parser.add_argument("--output-column", default="actual_output", metavar="COLUMN",
+                        help="column for the answers (default: actual_output)")
+    parser.add_argument("--id-column", metavar="COLUMN",
+                        help="column that identifies rows (default: 'id' when present)")
+    add_model_options(parser, flag="--model", required=True)
+    add_output_options(parser)
+    return parser
+
+
+def build_messages(row: Row, table: Table, system_prompt: str | None) -> tuple[list[Message], str]:
+    """The chat messages that ask the row's prompt, and the effective system prompt."""
+    messages_value = row.case.get("messages")
+    if isinstance(messages_value, list) and messages_value:
+        turns = [{"role": str(m.get("role", "user")).lower(), "content": _text(m.get("content"))}
+                 for m in messages_value]
+        last_user = max(i for i, m in enumerate(turns) if m["role"] == "user")
+        turns = turns[: last_user + 1]
+        if system_prompt is not None:
+            turns = [m for m in turns if m["role"] not in _SYSTEM_ROLES]
+            if system_prompt:
+                turns.insert(0, {"role": "system", "content": system_prompt})
+        system = next((m["content"] for m in turns if m["role"] in _SYSTEM_ROLES), "")
+        return [{"role": m["role"], "content": m["content"] or ""} for m in turns], system or ""
+    prompt = row.get("input")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise CLIError(
+            f"{table.where(row)}: no prompt to answer: the row needs a non-empty 'prompt' or "
+            "'input' column, or chat 'messages' with a user turn"
+        )
+    system = system_prompt if system_prompt is not None else row.get("system_prompt")
+    system = system if isinstance(system, str) else ("" if system is None else str(system))
+    messages: list[Message] = []
+    if system:
+        messages.append({"role": "system", "content": system})
+    messages.append({"role": "user", "content": prompt})
+    return messages, system
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content
+                         if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
+    return str(content)
+
+
+def generate_task(mode: str) -> Metric:
+    """A stand-in metric that names the task (and its mode) in the cache key."""
+    return Metric(name=f"llmjudge.generate.{mode}", prompt="{input}", schema=GeneratedAnswer,
+                  score=lambda v: 1.0, version="1")
+
+
+def cached_generate(judge: Judge, messages: list[Message], sampling: Sampling,
+                    cache: VerdictCache | None) -> tuple[dict[str, Any], bool]:
+    """(answer record, whether it came from the cache). The cache stores it as a Verdict."""
+    key = None
+    if cache is not None:
+        request = JudgeRequest(messages=tuple(messages), schema=GeneratedAnswer, sampling=sampling)
+        key = cache.key(judge, generate_task(generation_mode(judge)), request)
+        hit = cache.get(key, 0.0)
+        if hit is not None:
+            return dict(hit.details), True
+    generated = generate_text(judge, messages, sampling)
+    record = {"text": generated.text, "mode": generated.mode,
+              "finish_reason": generated.finish_reason, "latency_s": round(generated.latency_s, 4)}
+    if cache is not None and key is not None:
+        cache.put(key, Verdict(metric="llmjudge.generate", score=1.0, judge=judge.name,
+                               latency_s=generated.latency_s, usage=generated.usage, details=record))
+    return record, False
+
+
+def run(args: argparse.Namespace) -> int:
+    table_format(args.output)
+    check_output_path(args.output, [args.input], resume=args.resume, force=args.force)
+    table = read_table(args.input, id_column=args.id_column)
+    asks = {row.index: build_messages(row, table, args.system_prompt) for row in table.rows}
+
+    generated_columns = [args.output_column, *RECORD_COLUMNS]
+    columns = union_columns(table.columns, generated_columns, [ERROR_COLUMN])
+    changed = set(generated_columns) | {ERROR_COLUMN}
+    units = [
+        Unit(index=i, row=row, expect={c: v for c, v in row.data.items() if c not in changed})
+        for i, row in enumerate(table.rows)
+    ]
+    plan = plan_resume(args.output, units) if args.resume and Path(args.output).exists() else None
+
+    judge = build_judge(args)
+    cache = build_cache(args)
+    sampling = Sampling(temperature=args.temperature, top_p=args.top_p,
+                        max_tokens=args.max_tokens, seed=args.seed)
+
+    def record(unit: Unit) -> dict[str, Any]:
+        out = dict(unit.row.data)
+        out.update({
+            "model": judge.name, "temperature": args.temperature, "top_p": args.top_p,
+            "max_tokens": args.max_tokens, "seed": args.seed,
+            "system_prompt": asks[unit.row.index][1],
+        })
+        return out
+
+    def work(unit: Unit) -> tuple[dict[str, Any], bool]:
+        messages, _ = asks[unit.row.index]
+        answer, cached = cached_generate(judge, messages, sampling, cache)
+        out = record(unit)
+        out[args.output_column] = answer["text"]
+        out["generation_mode"] = answer.get("mode")
+        out["finish_reason"] = answer.get("finish_reason")
+        out["latency_s"] = answer.get("latency_s")
+        out[ERROR_COLUMN] = ""
+        return out, cached
+
+    def failed_row(unit: Unit, message: str) -> dict[str, Any]:
+        out = record(unit)
+        out[args.output_column] = ""
+        out[ERROR_COLUMN] = message
+        return out
+
+    try:
+        result = run_units(
+            units, work, failed_row, out=args.output, columns=columns, plan=plan,
+            concurrency=args.concurrency, label="generate", quiet=args.quiet,
+        )
+    finally:
+        close_quietly(cache, judge)
+    if result.interrupted:
+        return 130
+    if not args.quiet:
+        print(f"generate ({judge.name}, {generation_mode(judge)} mode): {result.summary(args.output)}")
+    return 1 if result.failed else 0
