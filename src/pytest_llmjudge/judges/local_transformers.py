@@ -393,8 +393,7 @@ class _EnforcingProcessor:
                 mask[row] = 0.0
                 continue
             allowed = enforcer.get_allowed_tokens(tokens).allowed_tokens
-            parser = enforcer.prefix_states[tuple(tokens)].parser
-            if getattr(parser, "object_stack", True) == []:  # the JSON object is complete: stop
+            if enforcer.prefix_states[tuple(tokens)].parser.can_end():  # the JSON object is complete
                 mask[row, self.first_stop] = 0.0
                 continue
             mask[row].index_fill_(0, self._allowed_index(allowed), 0.0)
