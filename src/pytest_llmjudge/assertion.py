@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import linecache
+import re
 import sys
 import threading
 from concurrent.futures import Future
@@ -226,9 +227,22 @@ def _error_text(error: BaseException | None) -> str:
     return redact(f"{type(error).__name__}: {error}")
 
 
-def failure_longrepr(entry: Entry, failure: BaseException) -> str:
-    """The report text of a failure found after the test body finished (concurrent judging)."""
+def failure_longrepr(entry: Entry, failure: BaseException) -> Any:
+    """The report of a failure found after the test body finished (concurrent judging).
+
+    A real exception repr with a ``reprcrash``, like the one pytest builds for a raised
+    exception: the short summary (``-r``), JUnit's failure message and xdist all read it.
+    """
+    from _pytest._code.code import ReprEntry, ReprExceptionInfo, ReprFileLocation, ReprTraceback
+
     kind = f"{type(failure).__module__}.{type(failure).__name__}"
-    message = "\n".join(f"E   {line}" if i == 0 else f"E   {line}" for i, line in enumerate(redact(str(failure)).splitlines()))
-    message = message.replace("E   ", f"E   {kind}: ", 1)
-    return f"{entry.call_site}\n{message}"
+    exconly = f"{kind}: {redact(str(failure))}".rstrip()
+    head, _, source = entry.call_site.partition("\n")
+    location = re.match(r"^(.*):(\d+): in (.*)$", head)
+    path, lineno, function = location.groups() if location else (head, "0", "?")
+    lines = ([source] if source else []) + [f"E   {line}" for line in exconly.splitlines()]
+    reprentry = ReprEntry(lines, None, None, ReprFileLocation(path, int(lineno), f"in {function}"), "short")
+    return ReprExceptionInfo(
+        reprtraceback=ReprTraceback([reprentry], None, "short"),
+        reprcrash=ReprFileLocation(path, int(lineno), exconly),
+    )
