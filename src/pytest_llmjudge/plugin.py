@@ -171,9 +171,28 @@ def _attach(item: pytest.Item, reports: list[pytest.TestReport]) -> None:
         for report in reports:
             if report.when in ("call", "teardown"):
                 report.user_properties = list(report.user_properties) + props
-    if failure is not None and failing is not None and not failing.raised and not hasattr(call, "wasxfail"):
+    if failure is not None and failing is not None and not failing.raised:
+        _late_failure(item, call, failure_longrepr(failing, failure), failure)
+
+
+def _late_failure(item: pytest.Item, call: pytest.TestReport, longrepr: Any, failure: BaseException) -> None:
+    """Report a failure found after the body finished as if the body had raised it (xfail too)."""
+    from _pytest.skipping import xfailed_key
+
+    call.longrepr = longrepr
+    xfailed = None if item.config.option.runxfail else item.stash.get(xfailed_key, None)
+    raises = xfailed.raises if xfailed is not None else None
+    if xfailed is not None and (
+        raises is None
+        or (isinstance(raises, (type, tuple)) and isinstance(failure, raises))
+        or (hasattr(raises, "matches") and raises.matches(failure))
+    ):
+        call.outcome = "skipped"
+        call.wasxfail = xfailed.reason  # type: ignore[attr-defined]
+    else:
         call.outcome = "failed"
-        call.longrepr = failure_longrepr(failing, failure)
+        if hasattr(call, "wasxfail"):
+            del call.wasxfail  # type: ignore[attr-defined]
 
 
 @pytest.hookimpl(wrapper=True)
