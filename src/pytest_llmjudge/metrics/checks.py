@@ -288,10 +288,13 @@ def json_schema(schema: Any = None) -> CheckMetric:
 
     def check(inputs: MetricInputs) -> tuple[float, str]:
         root = fixed if fixed is not None else _load_schema(_parameter(None, inputs, "json_schema"))
-        try:
-            value = json.loads(inputs.output)
-        except json.JSONDecodeError as exc:
-            return 0.0, f"output is not valid JSON: {exc}"
+        if isinstance(inputs.output, (dict, list)):
+            value: Any = inputs.output  # already parsed by the caller
+        else:
+            try:
+                value = json.loads(inputs.output)
+            except json.JSONDecodeError as exc:
+                return 0.0, f"output is not valid JSON: {exc}"
         errors = _errors(value, root, root, [])
         if errors:
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
