@@ -10,7 +10,7 @@ that asked for it, and items that ran ahead of a ``-x`` stop are dropped unrepor
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from _pytest.runner import runtestprotocol
@@ -31,6 +31,8 @@ class OrderedRelease:
         self.finalize = finalize
         self.window = window
         self.queue: deque[tuple[pytest.Item, list[TestReport]]] = deque()
+        self._xdist: Any = None  # pytest-xdist's WorkerInteractor on a worker, else False
+        self._indices: dict[str, int] | None = None
 
     def run(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         """Run one item without logging it, then release what is ready."""
@@ -62,12 +64,35 @@ class OrderedRelease:
             return
         self.finalize(item, reports)
         ihook = item.ihook
-        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        for report in reports:
-            ihook.pytest_runtest_logreport(report=report)
-        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        interactor, saved = self._point_xdist_at(item)
+        try:
+            ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+            for report in reports:
+                ihook.pytest_runtest_logreport(report=report)
+            ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        finally:
+            if interactor is not None:
+                interactor.item_index = saved
         if self.session.shouldfail or self.session.shouldstop:
             self.queue.clear()
+
+
+    def _point_xdist_at(self, item: pytest.Item) -> tuple[Any, Any]:
+        """An xdist worker sends each report with the index of the item it is running (and
+        asserts they match): while a held item is logged, point it at that item."""
+        if self._xdist is None:
+            self._xdist = next(
+                (p for p in self.session.config.pluginmanager.get_plugins()
+                 if type(p).__name__ == "WorkerInteractor" and hasattr(p, "item_index")),
+                False,
+            )
+        if not self._xdist:
+            return None, None
+        if self._indices is None:
+            self._indices = {it.nodeid: i for i, it in enumerate(self.session.items)}
+        saved = self._xdist.item_index
+        self._xdist.item_index = self._indices[item.nodeid]
+        return self._xdist, saved
 
 
 def _done(item: pytest.Item) -> bool:
