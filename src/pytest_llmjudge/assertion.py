@@ -76,6 +76,30 @@ class ItemVerdicts:
 
     entries: list[Entry] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: concurrent judging: how many entries have their results row settled, and whether a
+    #: failure closed the item (a sequential run never judges what follows a failure)
+    written: int = 0
+    closed: bool = False
+
+    def write_ready(self, session: LLMJudgeSession, nodeid: str) -> None:
+        """Write, in call order, every row a sequential run would have written by now."""
+        with self.lock:
+            while not self.closed and self.written < len(self.entries):
+                entry = self.entries[self.written]
+                if entry.future is not None:
+                    if not entry.future.done():
+                        return
+                    error = entry.future.exception()
+                    verdict = None if error is not None else entry.future.result()
+                else:
+                    verdict, error = entry.verdict, entry.error
+                if error is not None:
+                    session.results.write_error(nodeid, entry.metric, entry.judge, error)
+                    self.closed = True
+                elif verdict is not None:
+                    session.results.write(nodeid, verdict)
+                    self.closed = not verdict.passed and not entry.soft
+                self.written += 1
 
     @property
     def done(self) -> bool:
@@ -190,14 +214,20 @@ def assert_llm_score(
     with record.lock:
         record.entries.append(entry)
     if session.concurrent and judge_obj is not None:
-        entry.future = session.submit(metric_obj, inputs, judge_obj, float(threshold), item.nodeid, plan)
+        entry.future = session.submit(metric_obj, inputs, judge_obj, float(threshold), item.nodeid, plan,
+                                      write=False)
+        entry.future.add_done_callback(lambda _: record.write_ready(session, item.nodeid))
         return PendingVerdict(entry)  # type: ignore[return-value]
     try:
-        entry.verdict = session.evaluate(metric_obj, inputs, judge_obj, float(threshold), item.nodeid, plan)
+        entry.verdict = session.evaluate(metric_obj, inputs, judge_obj, float(threshold), item.nodeid, plan,
+                                         write=not session.concurrent)
     except JudgeError as exc:
         entry.error = exc
         entry.raised = True
         raise
+    finally:
+        if session.concurrent:
+            record.write_ready(session, item.nodeid)
     failure = entry.failure()
     if failure is not None:
         entry.raised = True

@@ -64,7 +64,7 @@ class LLMJudgeSession:
 
     def evaluate(
         self, metric: AnyMetric, inputs: MetricInputs, judge: Judge | None, threshold: float, nodeid: str,
-        plan: RepeatPlan = RepeatPlan(),
+        plan: RepeatPlan = RepeatPlan(), *, write: bool = True,
     ) -> Verdict:
         """Grade one answer now (sampled as ``plan`` says) and append its row to the results file."""
 
@@ -88,9 +88,11 @@ class LLMJudgeSession:
             if self._take_noise_slot(metric.name) and metric.needs_judge:
                 add_noise_samples(verdict, sample, self.settings.repeat_temperature)
         except Exception as exc:
-            self.results.write_error(nodeid, metric.name, judge.name if judge else "", exc)
+            if write:
+                self.results.write_error(nodeid, metric.name, judge.name if judge else "", exc)
             raise
-        self.results.write(nodeid, verdict)
+        if write:  # concurrent judging writes through ItemVerdicts.write_ready, in call order
+            self.results.write(nodeid, verdict)
         return verdict
 
     def _take_noise_slot(self, metric: str) -> bool:
