@@ -1,0 +1,669 @@
+"""Baselines and regression checks: save a run's verdicts, compare a later run against them.
+
+A *baseline* is a JSON file (see :func:`save_baseline`)::
+
+    {"format": "pytest-llmjudge-baseline", "version": 1, "created": "2026-01-01T12:00:00+00:00",
+     "settings": {...the run's public settings...},
+     "cases": [{"test_id": "...", "metric": "correctness", "score": 0.8, "samples": [0.8, 0.8] | null,
+                "passed": true, "threshold": 0.6, "error": null}, ...]}
+
+:func:`load_baseline` reads that, or a results file (``--llm-results`` .jsonl/.csv), so any two
+runs can be compared. :func:`compare` pairs cases by (test id, metric) — the n-th verdict of a
+metric within one test pairs with the n-th — and reports per metric the baseline and current mean
+over the paired cases, the mean difference (current - baseline) with a paired percentile
+bootstrap interval over cases (seeded), the two-sided Wilcoxon signed-rank p-value, the cases
+that flipped pass→fail and fail→pass, and the cases added or missing. A metric *regressed* when
+the whole interval lies below ``-tolerance``.
+
+``llmjudge compare BASELINE CURRENT`` is registered by :func:`add_compare_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Union
+
+from .errors import LLMJudgeError
+from .stats import paired_bootstrap_diff, wilcoxon_signed_rank
+
+FORMAT = "pytest-llmjudge-baseline"
+VERSION = 1
+#: bootstrap resamples of the paired difference
+N_RESAMPLES = 10000
+#: settings that, when they differ between the runs, are named in the comparison's notes
+COMPARED_SETTINGS = ("judge", "base_url", "threshold", "repeat", "repeat_temperature")
+#: flipped/added/missing cases listed per metric in the text and markdown forms
+MAX_LISTED = 20
+
+
+class BaselineError(LLMJudgeError):
+    """A baseline or results file cannot be read; the one-line message names the file."""
+
+
+@dataclass
+class CaseResult:
+    """One verdict of a baseline or a run."""
+
+    test_id: str
+    metric: str
+    score: float | None
+    samples: list[float] | None = None
+    passed: bool | None = None
+    threshold: float | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Baseline:
+    """The verdicts of one run with its settings; ``source`` says where they came from."""
+
+    cases: list[CaseResult]
+    settings: dict[str, Any] = field(default_factory=dict)
+    created: str | None = None
+    source: str = "current run"
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_records(
+        cls, records: Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, Any]],
+        settings: Mapping[str, Any] | None = None, source: str = "current run",
+    ) -> Baseline:
+        """From ``RunSummary.records`` (``(test_id, record)`` pairs) or results-file rows."""
+        cases = []
+        for index, item in enumerate(records):
+            if isinstance(item, Mapping):
+                test_id, record = item.get("test_id"), item
+            else:
+                test_id, record = item
+            cases.append(_case(dict(record, test_id=test_id), f"{source}: record {index + 1}"))
+        return cls(cases, dict(settings or {}), source=source)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "created": self.created, "settings": self.settings,
+                "cases": [case.to_json() for case in self.cases]}
+
+
+BaselineLike = Union[Baseline, Iterable[Union[tuple[str, Mapping[str, Any]], Mapping[str, Any]]]]
+
+
+# --------------------------------------------------------------------------- reading and writing
+
+
+def save_baseline(
+    path: Path | str, records: Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, Any]],
+    settings: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the run's per-case verdicts and settings as a baseline JSON file (atomically)."""
+    path = Path(path)
+    baseline = Baseline.from_records(records, settings, source=str(path))
+    baseline.created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(baseline.to_json(), handle, indent=1, ensure_ascii=False, allow_nan=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_baseline(path: Path | str) -> Baseline:
+    """Read a baseline JSON file, or a results file (.jsonl or .csv) of a run.
+
+    A results file holding several runs (appended) gives its last run. Raises
+    :class:`BaselineError` with a one-line message naming the file for anything unreadable.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise BaselineError(f"{path}: no such file")
+    if path.is_dir():
+        raise BaselineError(f"{path}: is a directory, expected a baseline .json or a results .jsonl/.csv file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise BaselineError(f"{path}: not UTF-8 text; expected a baseline .json or a results .jsonl/.csv file") from None
+    if not text.strip():
+        raise BaselineError(f"{path}: empty file, no verdicts")
+    if path.suffix.lower() == ".csv":
+        return _from_rows(path, _csv_rows(path, text))
+    try:
+        data: Any = json.loads(text)
+    except json.JSONDecodeError:
+        return _from_rows(path, _jsonl_rows(path, text))
+    if isinstance(data, dict) and "format" in data:
+        return _from_baseline_json(path, data)
+    if isinstance(data, dict):
+        return _from_rows(path, [(1, data)])
+    raise BaselineError(f"{path}: a JSON {type(data).__name__} is neither a baseline (an object with "
+                        f"\"format\": \"{FORMAT}\") nor a results file (one JSON object per line)")
+
+
+def _jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise BaselineError(f"{path}: line {number}: not valid JSON ({exc.msg}); expected a baseline "
+                                "JSON file or a results .jsonl file") from None
+    return rows
+
+
+def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+    try:
+        reader = csv.DictReader(text.splitlines())
+        fieldnames = reader.fieldnames or []
+        missing = [c for c in ("test_id", "metric", "score") if c not in fieldnames]
+        if missing:
+            raise BaselineError(f"{path}: not a results file: CSV header lacks column(s) {', '.join(missing)}")
+        return [(reader.line_num, row) for row in reader]
+    except csv.Error as exc:
+        raise BaselineError(f"{path}: malformed CSV ({exc})") from None
+
+
+def _from_rows(path: Path, rows: list[tuple[int, Any]]) -> Baseline:
+    """A results file's rows (its last run, when it holds several)."""
+    if not rows:
+        raise BaselineError(f"{path}: no verdict rows")
+    for number, row in rows:
+        if not isinstance(row, dict):
+            raise BaselineError(f"{path}: line {number}: expected a JSON object, got {type(row).__name__}")
+    notes = []
+    run_ids = list(dict.fromkeys(row.get("run_id") for _, row in rows if row.get("run_id")))
+    if len(run_ids) > 1:
+        last = run_ids[-1]
+        rows = [(n, row) for n, row in rows if row.get("run_id") == last]
+        notes.append(f"{path} holds {len(run_ids)} runs; using the last (run_id {last})")
+    cases = [_case(row, f"{path}: line {number}") for number, row in rows]
+    settings: Any = rows[0][1].get("settings") or {}
+    if isinstance(settings, str):
+        try:
+            settings = json.loads(settings)
+        except json.JSONDecodeError:
+            settings = {}
+    timestamp = rows[0][1].get("timestamp")
+    return Baseline(cases, settings if isinstance(settings, dict) else {},
+                    created=str(timestamp) if timestamp else None, source=str(path), notes=notes)
+
+
+def _from_baseline_json(path: Path, data: dict[str, Any]) -> Baseline:
+    if data.get("format") != FORMAT:
+        raise BaselineError(f"{path}: unknown format {data.get('format')!r}, expected {FORMAT!r}")
+    version = data.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise BaselineError(f"{path}: baseline version {version!r} is not a positive integer")
+    if version > VERSION:
+        raise BaselineError(f"{path}: baseline version {version} is newer than this pytest-llmjudge reads "
+                            f"(up to {VERSION}); upgrade pytest-llmjudge")
+    cases = data.get("cases")
+    if not isinstance(cases, list):
+        raise BaselineError(f"{path}: \"cases\" must be a list")
+    settings = data.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise BaselineError(f"{path}: \"settings\" must be an object")
+    parsed = []
+    for index, case in enumerate(cases):
+        if not isinstance(case, dict):
+            raise BaselineError(f"{path}: cases[{index}]: expected an object, got {type(case).__name__}")
+        parsed.append(_case(case, f"{path}: cases[{index}]"))
+    created = data.get("created")
+    return Baseline(parsed, settings, created=str(created) if created else None, source=str(path))
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _number(value: Any, name: str, where: str) -> float | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        raise BaselineError(f"{where}: {name} {value!r} is not a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BaselineError(f"{where}: {name} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise BaselineError(f"{where}: {name} {value!r} is not a finite number")
+    return number
+
+
+def _unit(value: Any, name: str, where: str) -> float | None:
+    number = _number(value, name, where)
+    if number is not None and not 0.0 <= number <= 1.0:
+        raise BaselineError(f"{where}: {name} {number} is outside 0..1 (scores are normalized)")
+    return number
+
+
+def _flag(value: Any, where: str) -> bool | None:
+    if _blank(value):
+        return None
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    raise BaselineError(f"{where}: passed {value!r} is not true or false")
+
+
+def _case(row: Mapping[str, Any], where: str) -> CaseResult:
+    """Validate one verdict row (baseline case, results row or summary record)."""
+    test_id, metric = row.get("test_id"), row.get("metric")
+    if _blank(test_id) or not isinstance(test_id, str):
+        raise BaselineError(f"{where}: missing test_id")
+    if _blank(metric) or not isinstance(metric, str):
+        raise BaselineError(f"{where}: missing metric")
+    error = row.get("error")
+    error = None if _blank(error) else str(error)
+    samples_raw = row.get("samples")
+    if isinstance(samples_raw, str) and samples_raw.strip():
+        try:
+            samples_raw = json.loads(samples_raw)
+        except json.JSONDecodeError:
+            raise BaselineError(f"{where}: samples {samples_raw!r} is not a JSON list") from None
+    samples: list[float] | None = None
+    if not _blank(samples_raw):
+        if not isinstance(samples_raw, list):
+            raise BaselineError(f"{where}: samples must be a list of scores")
+        samples = []
+        for sample in samples_raw:
+            value = _unit(sample, "sample", where)
+            if value is None:
+                raise BaselineError(f"{where}: samples must be a list of scores, found {sample!r}")
+            samples.append(value)
+        samples = samples or None
+    score = _unit(row.get("score"), "score", where)
+    if score is None and error is None:
+        raise BaselineError(f"{where}: missing score")
+    if error is not None:
+        score = None
+    return CaseResult(test_id=test_id, metric=metric, score=score, samples=samples,
+                      passed=_flag(row.get("passed"), where), threshold=_unit(row.get("threshold"), "threshold", where),
+                      error=error)
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+@dataclass
+class MetricComparison:
+    """One metric of a comparison; ``diff`` is current - baseline over the paired cases."""
+
+    metric: str
+    paired: int
+    baseline_mean: float | None
+    current_mean: float | None
+    diff: float | None
+    low: float | None
+    high: float | None
+    p_value: float | None
+    regressed: bool
+    improved: bool
+    status: str
+    pass_to_fail: list[str] = field(default_factory=list)
+    fail_to_pass: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    errored: list[str] = field(default_factory=list)
+
+    def interval_text(self, digits: int = 3) -> str:
+        if self.low is None or self.high is None:
+            return "-"
+        return f"[{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+
+
+@dataclass
+class Comparison:
+    """Per-metric comparison of a run against a baseline."""
+
+    metrics: list[MetricComparison]
+    tolerance: float
+    confidence: float
+    seed: int
+    n_resamples: int
+    baseline_source: str
+    current_source: str
+    baseline_cases: int
+    current_cases: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def regressed(self) -> bool:
+        return any(m.regressed for m in self.metrics)
+
+    @property
+    def regressed_metrics(self) -> list[str]:
+        return [m.metric for m in self.metrics if m.regressed]
+
+    def method_text(self) -> str:
+        return (f"difference = current - baseline over cases paired by test id and metric; "
+                f"{self.confidence:.0%} paired bootstrap interval ({self.n_resamples} resamples, seed {self.seed}); "
+                f"p: two-sided Wilcoxon signed-rank; regressed when the whole interval is below {_neg(self.tolerance)}")
+
+    def summary_line(self) -> str:
+        """One line for the end of a session: which metrics regressed, or that none did."""
+        if not self.metrics:
+            return "llmjudge baseline: no metric in common with the baseline"
+        if not self.regressed:
+            return (f"llmjudge baseline: no regression in {len(self.metrics)} metric(s) against "
+                    f"{self.baseline_source} (tolerance {self.tolerance:g})")
+        parts = [f"{m.metric} {m.baseline_mean:.3f} -> {m.current_mean:.3f}, diff {m.diff:+.3f} "
+                 f"{m.interval_text()} p={_p_text(m.p_value)}" for m in self.metrics if m.regressed]
+        return (f"llmjudge baseline: REGRESSED against {self.baseline_source}: " + "; ".join(parts)
+                + f" (whole {self.confidence:.0%} interval below {_neg(self.tolerance)})")
+
+    def lines(self) -> list[str]:
+        """The comparison as terminal text."""
+        out = [f"baseline: {self.baseline_source} ({self.baseline_cases} verdicts)  "
+               f"current: {self.current_source} ({self.current_cases} verdicts)", self.method_text()]
+        out.extend(f"note: {note}" for note in self.notes)
+        header = ("metric", "paired", "baseline", "current", "diff", f"{self.confidence:.0%} interval", "p",
+                  "pass->fail", "fail->pass", "added", "missing", "status")
+        rows = [header]
+        for m in self.metrics:
+            rows.append((m.metric, str(m.paired), _f(m.baseline_mean, ".3f"), _f(m.current_mean, ".3f"),
+                         _f(m.diff, "+.3f"), m.interval_text(), _p_text(m.p_value), str(len(m.pass_to_fail)),
+                         str(len(m.fail_to_pass)), str(len(m.added)), str(len(m.missing)),
+                         m.status.upper() if m.regressed else m.status))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        for row in rows:
+            cells = [row[0].ljust(widths[0])]
+            cells += [cell.rjust(widths[i]) for i, cell in enumerate(row[:-1]) if i]
+            cells.append(row[-1])
+            out.append("  ".join(cells).rstrip())
+        for m in self.metrics:
+            for label, items in (("pass->fail", m.pass_to_fail), ("fail->pass", m.fail_to_pass),
+                                 ("added", m.added), ("missing", m.missing), ("judge error", m.errored)):
+                if items:
+                    shown = ", ".join(items[:MAX_LISTED])
+                    more = f", ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+                    out.append(f"{m.metric} {label} ({len(items)}): {shown}{more}")
+        out.append(self.summary_line())
+        return out
+
+    def markdown(self) -> str:
+        """The comparison as GitHub-flavoured markdown, ready for a pull-request comment."""
+        if self.regressed:
+            verdict = "**Regressed:** " + ", ".join(f"`{_md_cell(name)}`" for name in self.regressed_metrics)
+        elif self.metrics:
+            verdict = f"No regression in {len(self.metrics)} metric(s)."
+        else:
+            verdict = "No metric in common with the baseline."
+        out = ["### LLM judge: comparison with baseline", "",
+               f"{verdict} Baseline `{_md_cell(self.baseline_source)}` ({self.baseline_cases} verdicts) vs "
+               f"`{_md_cell(self.current_source)}` ({self.current_cases} verdicts).", ""]
+        out.append(f"| metric | paired | baseline | current | diff | {self.confidence:.0%} interval | p (Wilcoxon) "
+                   "| pass→fail | fail→pass | added | missing | status |")
+        out.append("|---|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---|")
+        for m in self.metrics:
+            status = f"❌ **{m.status}**" if m.regressed else ("✅ " + m.status if m.improved else m.status)
+            diff = _f(m.diff, "+.3f")
+            out.append(f"| {_md_cell(m.metric)} | {m.paired} | {_f(m.baseline_mean, '.3f')} | "
+                       f"{_f(m.current_mean, '.3f')} | {f'**{diff}**' if m.regressed else diff} | "
+                       f"{m.interval_text()} | {_p_text(m.p_value)} | {len(m.pass_to_fail)} | "
+                       f"{len(m.fail_to_pass)} | {len(m.added)} | {len(m.missing)} | {status} |")
+        details = []
+        for m in self.metrics:
+            for label, items in (("pass → fail", m.pass_to_fail), ("fail → pass", m.fail_to_pass),
+                                 ("added", m.added), ("missing", m.missing), ("judge error", m.errored)):
+                if items:
+                    details.append(f"- **{_md_cell(m.metric)}**, {label} ({len(items)}): "
+                                   + ", ".join(_md_code(i) for i in items[:MAX_LISTED])
+                                   + (f", … and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""))
+        if details:
+            out += ["", "<details><summary>Changed cases</summary>", "", *details, "", "</details>"]
+        out += ["", f"<sub>{_md_cell(self.method_text())}.</sub>"]
+        if self.notes:
+            out += [""] + [f"> {_md_cell(note)}" for note in self.notes]
+        return "\n".join(out) + "\n"
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain values (for the HTML report and machine use)."""
+        data = asdict(self)
+        data["regressed"] = self.regressed
+        data["method"] = self.method_text()
+        return data
+
+
+def _neg(tolerance: float) -> str:
+    """``-tolerance`` as text, without a ``-0``."""
+    return f"-{tolerance:g}" if tolerance else "0"
+
+
+def _f(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _p_text(p: float | None) -> str:
+    if p is None:
+        return "-"
+    return "<0.0001" if p < 0.0001 else f"{p:.4f}"
+
+
+def _md_cell(text: str) -> str:
+    """Text safe inside a markdown table cell: no pipes, newlines or HTML."""
+    return (" ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
+            .replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def _md_code(text: str) -> str:
+    """An inline code span that survives backticks and pipes in the text."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _as_baseline(value: BaselineLike, source: str) -> Baseline:
+    if isinstance(value, Baseline):
+        return value
+    return Baseline.from_records(value, source=source)
+
+
+def _keyed(cases: Sequence[CaseResult]) -> dict[tuple[str, str, int], CaseResult]:
+    """Key each case by (test id, metric, occurrence): a test may judge one metric twice."""
+    seen: dict[tuple[str, str], int] = {}
+    keyed = {}
+    for case in cases:
+        occurrence = seen.get((case.test_id, case.metric), 0)
+        seen[(case.test_id, case.metric)] = occurrence + 1
+        keyed[(case.test_id, case.metric, occurrence)] = case
+    return keyed
+
+
+def _label(key: tuple[str, str, int]) -> str:
+    return key[0] if key[2] == 0 else f"{key[0]} (#{key[2] + 1})"
+
+
+def _passed(case: CaseResult) -> bool | None:
+    if case.passed is not None:
+        return case.passed
+    if case.score is not None and case.threshold is not None:
+        return case.score >= case.threshold
+    return None
+
+
+def compare(
+    baseline: BaselineLike, current: BaselineLike, tolerance: float = 0.0, seed: int = 0, *,
+    confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
+) -> Comparison:
+    """Compare ``current`` against ``baseline`` metric by metric (see the module docstring).
+
+    Either side is a :class:`Baseline` or records (``(test_id, record)`` pairs or result rows).
+    Cases with a judge error on either side are listed as ``errored`` and left out of the test.
+    """
+    if tolerance < 0 or not math.isfinite(tolerance):
+        raise ValueError(f"tolerance must be a non-negative number, got {tolerance!r}")
+    base = _as_baseline(baseline, "baseline")
+    cur = _as_baseline(current, "current run")
+    base_keys, cur_keys = _keyed(base.cases), _keyed(cur.cases)
+    notes = list(base.notes) + list(cur.notes)
+    if base.settings and cur.settings:
+        changed = [f"{name} {base.settings[name]!r} -> {cur.settings[name]!r}" for name in COMPARED_SETTINGS
+                   if name in base.settings and name in cur.settings and base.settings[name] != cur.settings[name]]
+        if changed:
+            notes.append("settings differ (" + "; ".join(changed) + "): part of a difference may come from the "
+                         "judge setup, not the application")
+    metrics = sorted({key[1] for key in base_keys} | {key[1] for key in cur_keys})
+    results = []
+    for metric in metrics:
+        pairs: list[tuple[float, float]] = []
+        result = MetricComparison(metric, 0, None, None, None, None, None, None, False, False, "")
+        for key in sorted(k for k in base_keys if k[1] == metric):
+            if key not in cur_keys:
+                result.missing.append(_label(key))
+                continue
+            b, c = base_keys[key], cur_keys[key]
+            if b.score is None or c.score is None:
+                result.errored.append(_label(key))
+                continue
+            pairs.append((b.score, c.score))
+            b_pass, c_pass = _passed(b), _passed(c)
+            if b_pass and c_pass is False:
+                result.pass_to_fail.append(_label(key))
+            elif b_pass is False and c_pass:
+                result.fail_to_pass.append(_label(key))
+        result.added = [_label(k) for k in sorted(cur_keys) if k[1] == metric and k not in base_keys]
+        result.paired = len(pairs)
+        if pairs:
+            base_scores = [b for b, _ in pairs]
+            cur_scores = [c for _, c in pairs]
+            result.baseline_mean = math.fsum(base_scores) / len(pairs)
+            result.current_mean = math.fsum(cur_scores) / len(pairs)
+            diff, low, high = paired_bootstrap_diff(base_scores, cur_scores, n_resamples=n_resamples, seed=seed,
+                                                    confidence=confidence)
+            result.diff = diff
+            if not math.isnan(low):
+                result.low, result.high = low, high
+            result.p_value = wilcoxon_signed_rank([c - b for b, c in pairs])
+        if result.low is None or result.high is None:
+            result.status = "too few paired cases"
+        elif result.high < -tolerance:
+            result.regressed, result.status = True, "regressed"
+        elif result.low > tolerance:
+            result.improved, result.status = True, "improved"
+        elif result.high < 0:
+            result.status = "lower, within tolerance"
+        else:
+            result.status = "no significant change"
+        results.append(result)
+    return Comparison(results, tolerance, confidence, seed, n_resamples, base.source, cur.source,
+                      len(base.cases), len(cur.cases), notes)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative number")
+    return value
+
+
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``compare`` on an ``argparse`` subparsers object; it sets ``func=run_compare``."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "compare", help="compare a run against a baseline (paired test per metric)",
+        description="Compare two runs' verdicts metric by metric: paired bootstrap interval of the mean "
+                    "difference and Wilcoxon signed-rank p-value. Exit status 1 when a metric regressed "
+                    "(its whole interval below -TOLERANCE), 2 on unreadable input.")
+    parser.add_argument("baseline", help="baseline .json (--llm-save-baseline) or results .jsonl/.csv file")
+    parser.add_argument("current", help="baseline .json or results .jsonl/.csv file of the run to check")
+    parser.add_argument("--format", choices=("text", "markdown"), default="text",
+                        help="text for a terminal, markdown for a pull-request comment (default text)")
+    parser.add_argument("--tolerance", type=_non_negative_float, default=0.0,
+                        help="regressed when the whole interval lies below -TOLERANCE (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--confidence", type=_confidence, default=0.95, help="interval confidence (default 0.95)")
+    parser.add_argument("--resamples", type=_positive_int, default=N_RESAMPLES,
+                        help=f"bootstrap resamples (default {N_RESAMPLES})")
+    parser.add_argument("-o", "--output", help="write the comparison to this file instead of stdout")
+    parser.set_defaults(func=run_compare)
+    return parser
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    """Run ``llmjudge compare``: 0 no regression, 1 a metric regressed, 2 bad input."""
+    try:
+        baseline = load_baseline(args.baseline)
+        current = load_baseline(args.current)
+    except BaselineError as exc:
+        print(f"llmjudge compare: error: {exc}", file=sys.stderr)
+        return 2
+    comparison = compare(baseline, current, tolerance=args.tolerance, seed=args.seed,
+                         confidence=args.confidence, n_resamples=args.resamples)
+    text = comparison.markdown() if args.format == "markdown" else "\n".join(comparison.lines()) + "\n"
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"llmjudge compare: error: {args.output}: cannot write ({exc.strerror or exc})", file=sys.stderr)
+            return 2
+    else:
+        sys.stdout.write(text)
+    return 1 if comparison.regressed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m pytest_llmjudge.regression compare ...`` (the same as ``llmjudge compare``)."""
+    parser = argparse.ArgumentParser(prog="llmjudge")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_compare_parser(subparsers)
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
