@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import textwrap
 import zlib
 from typing import Any
@@ -326,12 +327,14 @@ def test_k_selects_and_judges_only_the_selected(llm: LLMRun) -> None:
 
 # -- xdist ---------------------------------------------------------------------------
 def test_xdist_summary_aggregates_all_workers(llm: LLMRun) -> None:
+    """-n 2 with concurrent judging in each worker; the second run reads the shared cache."""
     pytest.importorskip("xdist")
     llm.server.latency = varied_latency
-    rows = [dict(r, id=f"{r['id']}{k}") for k in range(2) for r in QA_ROWS]
+    rows = [dict(r, id=f"{r['id']}{k}", answer=r["answer"] + " Indeed." * k) for k in range(2) for r in QA_ROWS]
     llm.qa_suite(rows=rows, test=FIRE_AND_FORGET)
-    result = llm.run_subprocess("-n", "2", "--junitxml", "junit.xml", "-o", "junit_family=xunit1",
-                                "--llm-results", "results.jsonl", "-p", "no:cacheprovider")
+    args = ("-n", "2", "--junitxml", "junit.xml", "-o", "junit_family=xunit1",
+            "--llm-results", "results.jsonl", "-p", "no:cacheprovider")
+    result = llm.run_subprocess(*args, cache="rw")
     result.assert_outcomes(passed=6, failed=6)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     lines = summary_section(result)
@@ -345,6 +348,18 @@ def test_xdist_summary_aggregates_all_workers(llm: LLMRun) -> None:
     props = case_properties(root)
     assert len(props) == 12 and all("llm.correctness.score" in p for p in props.values())
     assert sum(1 for c in root.iter("testcase") if c.find("failure") is not None) == 6
+    result.stdout.fnmatch_lines(["FAILED test_qa.py::test_qa[[]river0[]] - pytest_llmjudge.errors.LLMScoreError*"])
+    # two worker processes wrote one SQLite cache: nothing was lost
+    with sqlite3.connect(llm.path / ".llmjudge_cache" / "verdicts.sqlite3") as conn:
+        assert conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == 12
+
+    llm.server.reset()
+    again = llm.run_subprocess(*args, cache="rw")
+    again.assert_outcomes(passed=6, failed=6)
+    assert llm.server.request_count == 0
+    head = summary_section(again)[0]
+    assert "from cache: 12" in head and "judge calls: 0" in head
+    assert all(r["cached"] is True for r in llm.results())
 
 
 # -- KeyboardInterrupt -----------------------------------------------------------------
