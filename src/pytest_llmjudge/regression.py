@@ -96,7 +96,7 @@ class Baseline:
                 "cases": [case.to_json() for case in self.cases]}
 
 
-BaselineLike = Union[Baseline, Iterable[Union[tuple[str, Mapping[str, Any]], Mapping[str, Any]]]]
+BaselineLike = Union[Baseline, Iterable[Union[tuple[str, Mapping[str, Any]], Mapping[str, Any]]]]  # noqa: UP007
 
 
 # --------------------------------------------------------------------------- reading and writing
@@ -408,7 +408,7 @@ class Comparison:
     def markdown(self) -> str:
         """The comparison as GitHub-flavoured markdown, ready for a pull-request comment."""
         if self.regressed:
-            verdict = "**Regressed:** " + ", ".join(f"`{_md_cell(name)}`" for name in self.regressed_metrics)
+            verdict = "**Regressed:** " + ", ".join(f"`{_md_cell(name)}`" for name in self.regressed_metrics) + "."
         elif self.metrics:
             verdict = f"No regression in {len(self.metrics)} metric(s)."
         else:

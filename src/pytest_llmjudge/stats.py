@@ -334,7 +334,7 @@ def _exact_signed_rank_p(ranks: Sequence[float], w_plus: float) -> float:
                 counts[s + r] += counts[s]
         reach += r
     w = round(2 * w_plus)
-    outcomes = 2 ** len(doubled)
+    outcomes = 1 << len(doubled)
     lower = sum(counts[: w + 1])
     upper = sum(counts[w:])
     return min(1.0, 2 * min(lower, upper) / outcomes)
@@ -384,12 +384,13 @@ def paired_permutation_test(diffs: Iterable[float], n_resamples: int = 10000, se
     observed = abs(sum(data))
     tol = 1e-9 * max(1.0, observed)
     n = len(nonzero)
-    if 2**n <= n_resamples:
+    patterns = 1 << n
+    if patterns <= n_resamples:
         hits = 0
-        for pattern in range(2**n):
+        for pattern in range(patterns):
             total = sum(v if pattern >> i & 1 else -v for i, v in enumerate(nonzero))
             hits += abs(total) >= observed - tol
-        return hits / 2**n
+        return hits / patterns
     rng = random.Random(seed)
     hits = 0
     for _ in range(n_resamples):

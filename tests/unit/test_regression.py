@@ -174,7 +174,7 @@ def test_compare_pairs_cases_and_lists_flips_added_missing() -> None:
     assert m.baseline_mean == pytest.approx((0.8 + 0.4 + 1.0 + 0.6 + 0.2) / 5)
     assert m.current_mean == pytest.approx((0.4 + 0.8 + 1.0 + 0.6 + 0.0) / 5)
     assert m.diff == pytest.approx(-0.04)
-    assert m.low is not None and m.high is not None and m.low < m.diff < m.high
+    assert m.diff is not None and m.low is not None and m.high is not None and m.low < m.diff < m.high
     assert not m.regressed and m.status == "no significant change"
     assert 0.0 < m.p_value <= 1.0  # type: ignore[operator]
     assert result.baseline_cases == 7 and result.current_cases == 7
