@@ -18,15 +18,14 @@ def extract_json_object(text: str) -> Any:
     Raises ``ValueError`` when there is none.
     """
     stripped = text.strip()
-    try:
-        return json.loads(stripped)
-    except json.JSONDecodeError:
-        pass
-    for match in _FENCE.finditer(stripped):
+    candidates = [stripped] + [match.group(1).strip() for match in _FENCE.finditer(stripped)]
+    for candidate in candidates:
         try:
-            return json.loads(match.group(1).strip())
+            value = json.loads(candidate)
         except json.JSONDecodeError:
             continue
+        if isinstance(value, dict):  # a bare list or string is not the verdict object
+            return value
     decoder = json.JSONDecoder()
     for start in (i for i, ch in enumerate(stripped) if ch == "{"):
         try:
