@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, create_model
@@ -190,9 +191,7 @@ def run(args: argparse.Namespace) -> int:
                 expect["rephrase_style"] = style
             units.append(Unit(index=len(units), row=row, expect=expect, payload=style))
 
-    plan = None
-    if args.resume and args.output and _exists(args.output):
-        plan = plan_resume(args.output, units)
+    plan = plan_resume(args.output, units) if args.resume and Path(args.output).exists() else None
 
     judge = build_judge(args)
     cache = build_cache(args)
@@ -252,9 +251,3 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"augment ({judge.name}): {result.summary(args.output)}")
     return 1 if result.failed else 0
-
-
-def _exists(path: str) -> bool:
-    from pathlib import Path
-
-    return Path(path).exists()

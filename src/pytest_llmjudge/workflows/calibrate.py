@@ -33,6 +33,9 @@ good enough to gate on:
   accuracy           agreement on pass/fail at --threshold, and how many bad answers the
                      judge passed / good answers it failed
   confusion matrix   human category (rows) x judge category (columns)
+                     (kappa and the matrix use the judge's own rubric answer; Spearman and
+                     accuracy its gated score, probability-weighted where the backend gives
+                     score probabilities)
   disagreements      the --top rows where judge and label differ most, with the judge's reason
 
 Labels may be on the rubric's raw scale (0-5) or normalized to 0-1; auto-detection says which
@@ -67,8 +70,8 @@ _WORDS = {
     "correct": True, "fail": False, "failed": False, "false": False, "no": False, "n": False,
     "bad": False, "incorrect": False,
 }
-ROW_COLUMNS = ["id", "row", "label", "label_normalized", "score", "raw_score", "passed",
-               "reason", "judge", "cached", ERROR_COLUMN]
+ROW_COLUMNS = ["id", "row", "label", "label_normalized", "score", "raw_score", "argmax_score",
+               "passed", "reason", "judge", "cached", ERROR_COLUMN]
 GATE_KAPPA = 0.6
 GATE_ACCURACY = 0.8
 
@@ -287,14 +290,16 @@ def build_report(*, table: Table, units: list[Unit], results: list[tuple[Unit, d
             if human is None or score is None:
                 errors.append((unit, "the verdict row has no score"))
                 continue
-            judged.append((unit, row, human, score))
+            # categories: the judge's own rubric answer (its argmax when the score is weighted)
+            rubric = _num(row.get("argmax_score"))
+            judged.append((unit, row, human, score, score if rubric is None else rubric))
             cached += cell(row.get("cached")).lower() == "true"
         else:
             errors.append((unit, cell(row.get(ERROR_COLUMN))))
-    human = [h for _, _, h, _ in judged]
-    judge = [s for _, _, _, s in judged]
+    human = [item[2] for item in judged]
+    judge = [item[3] for item in judged]
     hcat = [stats.category(h, k) for h in human]
-    jcat = [stats.category(s, k) for s in judge]
+    jcat = [stats.category(item[4], k) for item in judged]
     kappa = stats.quadratic_kappa(hcat, jcat, k) if judged else None
     agreement = stats.binary_agreement([h >= threshold for h in human], [s >= threshold for s in judge])
     diffs = [s - h for h, s in zip(human, judge)]
@@ -317,7 +322,7 @@ def build_report(*, table: Table, units: list[Unit], results: list[tuple[Unit, d
             "difference": _round(s - h), "reason": cell(row.get("reason")),
             "input": excerpt(unit.row.get("input")), "answer": excerpt(unit.row.get(answer_column)),
         }
-        for unit, row, h, s in ranked[:top]
+        for unit, row, h, s, _ in ranked[:top]
     ]
     accuracy = agreement["accuracy"]
     if kappa is None or accuracy is None:
@@ -374,6 +379,10 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
 def render_summary(report: dict[str, Any], *, limit: int = 5) -> str:
     pf = report["pass_fail"]
     lines = [
@@ -385,7 +394,8 @@ def render_summary(report: dict[str, Any], *, limit: int = 5) -> str:
         f"  Spearman rho          {_fmt(report['spearman'])}",
         f"  quadratic kappa       {_fmt(report['kappa_quadratic'])}  ({report['kappa_interpretation']})",
         f"  accuracy at {report['threshold']:<9g} {_fmt(report['accuracy_at_threshold'])}  "
-        f"(judge passed {pf['judge_pass_human_fail']} bad answers, failed {pf['judge_fail_human_pass']} good ones)",
+        f"(judge passed {_count(pf['judge_pass_human_fail'], 'bad answer')}, "
+        f"failed {_count(pf['judge_fail_human_pass'], 'good one')})",
         f"  mean |judge - human|  {_fmt(report['mean_abs_difference'])}  (bias {_fmt(report['mean_bias'], 3)})",
         f"  verdict: {report['advice']}",
     ]
@@ -530,7 +540,8 @@ def run(args: argparse.Namespace) -> int:
         inputs = unit.payload[0]
         verdict = evaluate(metric, inputs, judge, threshold=args.threshold, cache=cache)
         out = base(unit)
-        out.update(score=round(verdict.score, 6), raw_score=verdict.raw_score, passed=verdict.passed,
+        out.update(score=round(verdict.score, 6), raw_score=verdict.raw_score,
+                   argmax_score=verdict.argmax_score, passed=verdict.passed,
                    reason=verdict.reason, cached=verdict.cached)
         out[ERROR_COLUMN] = ""
         return out, verdict.cached

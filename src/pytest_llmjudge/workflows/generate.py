@@ -148,6 +148,10 @@ def cached_generate(judge: Judge, messages: list[Message], sampling: Sampling,
 
 def run(args: argparse.Namespace) -> int:
     table_format(args.output)
+    reserved = {"input", "prompt", "messages", "system_prompt", ERROR_COLUMN, *RECORD_COLUMNS}
+    if args.output_column in reserved:
+        raise CLIError(f"--output-column {args.output_column!r}: that column holds the prompt or the "
+                       "run's record; choose another name (default: actual_output)")
     check_output_path(args.output, [args.input], resume=args.resume, force=args.force)
     table = read_table(args.input, id_column=args.id_column)
     asks = {row.index: build_messages(row, table, args.system_prompt) for row in table.rows}
