@@ -20,6 +20,7 @@ from conftest import (
     QA_ROWS,
     LLMRun,
     case_properties,
+    case_system_out,
     normalize_row,
     outcomes,
     summary_section,
@@ -90,6 +91,26 @@ def test_skip_after_low(assert_llm_score):
     assert_llm_score("Madrid.", input=Q, expected=REF, threshold=0.6)
     pytest.skip("later")
 
+@pytest.mark.xfail(reason="known low", strict=True)
+def test_xfail_strict_low(assert_llm_score):
+    assert_llm_score("Rome.", input=Q, expected=REF, threshold=0.6)
+
+@pytest.mark.xfail(reason="only a ValueError is expected", raises=ValueError)
+def test_xfail_raises_other(assert_llm_score):
+    assert_llm_score("Rome.", input=Q, expected=REF, threshold=0.6)
+
+@pytest.mark.xfail(reason="passes anyway")
+def test_xpass_good(assert_llm_score):
+    assert_llm_score("Paris is the capital of France.", input=Q, expected=REF)
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+def test_teardown_error_and_low_score(assert_llm_score, broken_teardown):
+    assert_llm_score("Lyon.", input=Q, expected=REF, threshold=0.6)
+
 def test_plain():
     pass
 '''
@@ -119,7 +140,9 @@ def all_outcomes(result: pytest.RunResult) -> dict[str, str]:
     out: dict[str, str] = {}
     for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
         if report.when == "call" or report.outcome != "passed":
-            outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+            outcome = report.outcome
+            if hasattr(report, "wasxfail"):
+                outcome = "xfailed" if report.skipped else "xpassed"
             out.setdefault(report.nodeid, outcome)
     return out
 
@@ -166,14 +189,24 @@ def run_both(llm: LLMRun, *args: str) -> dict[str, Any]:
     return runs
 
 
-def test_concurrency_gives_the_same_results_as_sequential(llm: LLMRun, equivalence_suite: FakeJudgeServer) -> None:
-    runs = run_both(llm)
+@pytest.mark.parametrize("soft", [[], ["--llm-soft"]], ids=["strict", "soft"])
+def test_concurrency_gives_the_same_results_as_sequential(
+    llm: LLMRun, equivalence_suite: FakeJudgeServer, soft: list[str]
+) -> None:
+    runs = run_both(llm, *soft)
     seq, par = runs["1"], runs["16"]
     assert seq["max_in_flight"] == 1
     assert par["max_in_flight"] > 1  # really concurrent
     assert all_outcomes(seq["result"]) == all_outcomes(par["result"])
+    got = all_outcomes(seq["result"])
     expected_fail = {f"test_eq.py::test_fire[{r['id']}]" for r in ROWS if r["id"][:-1] in QA_FAIL}
-    assert {n for n, o in all_outcomes(seq["result"]).items() if o == "failed"} >= expected_fail
+    failed = {n for n, o in got.items() if o == "failed"}
+    assert failed >= expected_fail if not soft else not failed & expected_fail
+    assert got["test_eq.py::test_xfail_low"] == ("xfailed" if not soft else "xpassed")
+    assert got["test_eq.py::test_xfail_strict_low"] == ("xfailed" if not soft else "failed")
+    if not soft:
+        assert got["test_eq.py::test_xfail_raises_other"] == "failed"
+        assert got["test_eq.py::test_teardown_error_and_low_score"] == "failed"
     assert error_text(seq["result"]) == error_text(par["result"])
     assert crash_messages(seq["result"]) == crash_messages(par["result"])
     assert seq["junit"] == par["junit"]
@@ -183,8 +216,9 @@ def test_concurrency_gives_the_same_results_as_sequential(llm: LLMRun, equivalen
     short_par = [re.sub(r" - .*", "", line) for line in par["result"].outlines if line.startswith(("FAILED", "PASSED", "ERROR", "SKIPPED", "XFAIL"))]
     assert short == short_par
     assert summary_section(seq["result"]) == summary_section(par["result"])
-    seq["result"].stdout.no_fnmatch_line("*the body went on*")
-    par["result"].stdout.no_fnmatch_line("*the body went on*")
+    if not soft:  # the low score stopped the test before its own failing assert
+        seq["result"].stdout.no_fnmatch_line("*the body went on*")
+        par["result"].stdout.no_fnmatch_line("*the body went on*")
 
 
 def test_short_summary_messages_are_the_same(llm: LLMRun, equivalence_suite: FakeJudgeServer) -> None:
@@ -304,6 +338,20 @@ def test_stop_on_failure_reports_what_sequential_would(llm: LLMRun, stop: list[s
     assert len(outcomes_seq) < len(rows)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "with -x, tests that ran ahead of the stop are judged and their rows written to the results "
+    "file (rows are written as verdicts complete, for a killed run), though pytest never reports them"))
+def test_stop_on_failure_writes_the_rows_sequential_would(llm: LLMRun) -> None:
+    rows = [dict(r, id=f"{r['id']}{k}") for k in range(3) for r in QA_ROWS]
+    llm.qa_suite(rows=rows, test=FIRE_AND_FORGET)
+    written = {}
+    for concurrency in ("1", "16"):
+        llm.run("--llm-concurrency", concurrency, "-x", "--llm-results", "results.jsonl")
+        written[concurrency] = sorted(r["test_id"] for r in llm.results())
+    assert len(written["1"]) == 2
+    assert written["16"] == written["1"]
+
+
 def test_last_failed_reruns_exactly_the_failed_ones(llm: LLMRun) -> None:
     llm.server.latency = varied_latency
     rows = [dict(r, id=f"{r['id']}{k}") for k in range(2) for r in QA_ROWS]
@@ -332,9 +380,8 @@ def test_xdist_summary_aggregates_all_workers(llm: LLMRun) -> None:
     llm.server.latency = varied_latency
     rows = [dict(r, id=f"{r['id']}{k}", answer=r["answer"] + " Indeed." * k) for k in range(2) for r in QA_ROWS]
     llm.qa_suite(rows=rows, test=FIRE_AND_FORGET)
-    args = ("-n", "2", "--junitxml", "junit.xml", "-o", "junit_family=xunit1",
-            "--llm-results", "results.jsonl", "-p", "no:cacheprovider")
-    result = llm.run_subprocess(*args, cache="rw")
+    args = ("-n", "2", "--junitxml", "junit.xml", "--llm-results", "results.jsonl", "-p", "no:cacheprovider")
+    result = llm.run_subprocess(*args, "-o", "junit_family=xunit1", cache="rw")
     result.assert_outcomes(passed=6, failed=6)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     lines = summary_section(result)
@@ -354,12 +401,14 @@ def test_xdist_summary_aggregates_all_workers(llm: LLMRun) -> None:
         assert conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] == 12
 
     llm.server.reset()
-    again = llm.run_subprocess(*args, cache="rw")
+    again = llm.run_subprocess(*args, "-o", "junit_family=xunit2", cache="rw")
     again.assert_outcomes(passed=6, failed=6)
     assert llm.server.request_count == 0
     head = summary_section(again)[0]
     assert "from cache: 12" in head and "judge calls: 0" in head
     assert all(r["cached"] is True for r in llm.results())
+    out = case_system_out(llm.junit())  # xunit2 under xdist: the controller writes system-out
+    assert len(out) == 12 and all(v["llm.correctness.cached"] == "true" for v in out.values())
 
 
 # -- KeyboardInterrupt -----------------------------------------------------------------
