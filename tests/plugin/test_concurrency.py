@@ -320,6 +320,23 @@ def test_catching_the_low_score_works_like_sequential(llm: LLMRun) -> None:
     assert outcomes(par) == outcomes(seq)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "concurrent judging returns a PendingVerdict, not a Verdict: isinstance(v, Verdict) holds "
+    "only with --llm-concurrency 1"))
+def test_the_returned_verdict_is_a_verdict(llm: LLMRun) -> None:
+    llm.makepyfile(
+        """
+        from pytest_llmjudge import Verdict
+
+        def test_type(assert_llm_score):
+            v = assert_llm_score("Paris.", input="Capital of France?", expected="Paris.")
+            assert isinstance(v, Verdict)
+        """
+    )
+    llm.run("--llm-concurrency", "1").assert_outcomes(passed=1)
+    llm.run().assert_outcomes(passed=1)
+
+
 # -- -x, --maxfail, --lf, -k -----------------------------------------------------------
 @pytest.mark.parametrize("stop", [["-x"], ["--maxfail=2"]], ids=["x", "maxfail2"])
 def test_stop_on_failure_reports_what_sequential_would(llm: LLMRun, stop: list[str]) -> None:

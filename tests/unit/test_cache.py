@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -240,6 +241,44 @@ def test_two_processes_writing_the_same_cache_lose_nothing(tmp_path: Path) -> No
         process.join(60)
         assert process.exitcode == 0
     assert VerdictCache(tmp_path).stats()["entries"] == 1 + 3 * 150
+
+
+def _endless_writer(directory: str) -> None:
+    cache = VerdictCache(directory)
+    i = 0
+    while True:
+        cache.put(f"k{i}", verdict(reason=f"r{i}" * 50))
+        i += 1
+
+
+def test_a_writer_killed_mid_write_leaves_a_readable_cache(tmp_path: Path) -> None:
+    context = multiprocessing.get_context("spawn")
+    process = context.Process(target=_endless_writer, args=(str(tmp_path),))
+    process.start()
+    try:
+        db = tmp_path / FILE_NAME
+        for _ in range(3000):
+            if db.exists():
+                try:
+                    with sqlite3.connect(db, timeout=5) as conn:
+                        if conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0] >= 200:
+                            break
+                except sqlite3.OperationalError:
+                    pass
+            time.sleep(0.01)
+    finally:
+        process.kill()  # SIGKILL, mid-write
+        process.join(10)
+    cache = VerdictCache(tmp_path)
+    with sqlite3.connect(tmp_path / FILE_NAME) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        keys = [row[0] for row in conn.execute("SELECT key FROM verdicts")]
+    assert len(keys) >= 200
+    for key_ in keys:  # every committed row is whole
+        hit = cache.get(key_, 0.5)
+        assert hit is not None and hit.reason == f"r{key_[1:]}" * 50
+    cache.put("after", verdict())  # and the cache is writable again
+    assert cache.get("after", 0.5) is not None
 
 
 def test_request_with_same_content_shares_a_key() -> None:
