@@ -7,8 +7,8 @@ answer in escapes). :func:`generate_text` picks, per backend:
 * ``text`` mode -- a plain chat completion, no ``response_format``:
   ``openai:`` through the judge's own OpenAI SDK client, ``hf:`` through its
   ``InferenceClient``, with the backend's retries (429/5xx/timeouts, shared backoff) and
-  error messages; ``local:`` with the engine's unconstrained decoding; any judge object with
-  a ``generate_text(messages, sampling)`` method uses it.
+  error messages; ``local:`` with the engine's unconstrained decoding, concurrent requests
+  batched; any judge object with a ``generate_text(messages, sampling)`` method uses it.
 * ``json`` mode -- the fallback for any other :class:`~pytest_llmjudge.judges.Judge` (which
   only speaks structured replies): the request asks for ``{"answer": "..."}`` and the answer
   is that field. The output records which mode produced each row (``generation_mode``).
@@ -16,6 +16,7 @@ answer in escapes). :func:`generate_text` picks, per backend:
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,11 +155,81 @@ def _hf_text(judge: Any, messages: list[Message], sampling: Sampling) -> Generat
                      _usage(getattr(output, "usage", None)), latency)
 
 
+class _TextBatcher:
+    """Runs concurrent free-text requests on one local engine as batches (unconstrained decoding).
+
+    The engine's own queue batches schema-constrained verdicts only; this is the same
+    leader/follower scheme for plain text: the first waiting thread collects the requests
+    with the same sampling key that arrive within the judge's batch window, and generates
+    them as one left-padded batch of up to ``batch_size`` rows.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._cond = threading.Condition()
+        self._queue: list[dict[str, Any]] = []
+        self._leading = False
+
+    def run(self, request: JudgeRequest, key: Any, batch_size: int, window_s: float) -> Any:
+        item: dict[str, Any] = {"request": request, "key": key, "result": None}
+        with self._cond:
+            self._queue.append(item)
+            self._cond.notify_all()
+        while True:
+            with self._cond:
+                while item["result"] is None and self._leading:
+                    self._cond.wait()
+                if item["result"] is not None:
+                    return item["result"]
+                self._leading = True
+            try:
+                self._lead(batch_size, window_s)
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+
+    def _lead(self, batch_size: int, window_s: float) -> None:
+        with self._cond:
+            if not self._queue:
+                return
+            first = self._queue[0]
+            deadline = time.perf_counter() + window_s
+            while True:
+                same = [p for p in self._queue if p["key"] == first["key"]]
+                remaining = deadline - time.perf_counter()
+                if len(same) >= batch_size or remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            batch = same[:batch_size]
+            taken = {id(p) for p in batch}
+            self._queue = [p for p in self._queue if id(p) not in taken]
+        try:
+            results = self.engine.generate([p["request"] for p in batch], first["key"], constrained=False)
+        except Exception as exc:  # noqa: BLE001 - a crash must not hang the other callers
+            results = [JudgeError(f"the local model failed: {type(exc).__name__}: {exc}")] * len(batch)
+        with self._cond:
+            for item, result in zip(batch, results):
+                item["result"] = result
+            self._cond.notify_all()
+
+
+_batchers: dict[int, _TextBatcher] = {}
+_batchers_lock = threading.Lock()
+
+
 def _local_text(judge: Any, messages: list[Message], sampling: Sampling) -> Generated:
     request = JudgeRequest(messages=tuple(messages), schema=GeneratedAnswer, sampling=sampling)
     key = judge._key(request)  # noqa: SLF001 - the judge's own sampling defaults
+    options = getattr(judge, "options", None)
+    batch_size = int(getattr(options, "batch_size", 8) or 8)
+    window_s = float(getattr(options, "batch_window_s", 0.01) or 0.0)
+    with _batchers_lock:
+        batcher = _batchers.get(id(judge.engine))
+        if batcher is None or batcher.engine is not judge.engine:
+            batcher = _batchers[id(judge.engine)] = _TextBatcher(judge.engine)
     started = time.perf_counter()
-    result = judge.engine.generate([request], key, constrained=False)[0]
+    result = batcher.run(request, key, batch_size, window_s)
     latency = time.perf_counter() - started
     if isinstance(result, JudgeError):
         raise JudgeError(f"{judge.name}: {result}", judge=judge.name)
