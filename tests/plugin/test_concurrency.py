@@ -10,6 +10,7 @@ import json
 import re
 import sqlite3
 import textwrap
+import time
 import zlib
 from typing import Any
 
@@ -237,18 +238,29 @@ def test_reports_are_logged_in_collection_order(llm: LLMRun) -> None:
     assert [re.search(r"\[(\w+)\]", line).group(1) for line in lines] == [r["id"] for r in QA_ROWS]
 
 
+def hold_first(server: FakeJudgeServer, limit: int):
+    """A latency that holds the first ``limit`` requests until all of them are in flight, then
+    20 ms more (a client without the limit would pile more on meanwhile); the rest pass."""
+    def latency(body: dict[str, Any]) -> float:
+        if server.request_count > limit:
+            return 0.0
+        deadline = time.monotonic() + 5
+        while server.in_flight < limit and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return 0.02
+    return latency
+
+
 def test_in_flight_limit(llm: LLMRun) -> None:
-    llm.server.latency = 0.03
-    llm.qa_suite(rows=[dict(r, id=f"{r['id']}{k}") for k in range(4) for r in QA_ROWS],
-                 test=FIRE_AND_FORGET)
-    llm.run("--llm-concurrency", "4")
-    assert 1 < llm.server.max_in_flight <= 4
-    llm.server.reset()
-    llm.run()  # default 16
-    assert 4 < llm.server.max_in_flight <= 16
-    llm.server.reset()
-    llm.run("--llm-concurrency", "1")
-    assert llm.server.max_in_flight == 1
+    rows = [dict(r, id=f"{r['id']}{k}") for k in range(4) for r in QA_ROWS]
+    llm.qa_suite(rows=rows, test=FIRE_AND_FORGET)
+    for args, limit in ((["--llm-concurrency", "4"], 4), ([], 16), (["--llm-concurrency", "1"], 1)):
+        llm.server.reset()
+        llm.server.latency = hold_first(llm.server, limit)
+        llm.run(*args)
+        # reached, never exceeded (without the limit, the held requests would pile up past it)
+        assert llm.server.max_in_flight == limit, args
+        assert llm.server.request_count == len(rows)
 
 
 FIRE_AND_FORGET = '''
