@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                "  llmjudge sample data/qa.jsonl -n 50 --seed 1 -o qa_50.jsonl\n"
                "  llmjudge generate qa_50.jsonl -o answers.jsonl --model openai:gpt-4o-mini\n"
                "  llmjudge calibrate labelled.csv -o report.md --label-column human\n\n"
+               "Files are CSV, JSON or JSONL by extension. augment, generate and calibrate (--rows)\n"
+               "call a model concurrently, write each row as it finishes and --resume an interrupted\n"
+               "run; sample and convert are instant.\n\n"
+               "exit status: 0 ok; 1 some rows failed (see their 'error' column) or a calibrate gate\n"
+               "was missed; 2 bad input or usage; 130 interrupted.\n\n"
                "'llmjudge COMMAND --help' shows a command's options and examples.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
