@@ -16,16 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import huggingface_hub
-import openai
-import sqlite3  # noqa: F401
-import pandas  # noqa: F401 - see below
 import pytest
-
-# In-process pytester runs restore sys.modules afterwards. Modules first imported inside a run
-# are imported again by the next one, which breaks numpy (pandas loads it for CSV datasets) and
-# the HTTP stacks (httpx2 maps the *first* httpcore2's exception classes, so a re-imported
-# httpcore2.ConnectError escapes the openai client unmapped). Import all of it up front.
 
 from pytest_llmjudge.judges import hf_inference, openai_compat, retry
 from pytest_llmjudge.report.results_file import read_results
@@ -72,6 +63,15 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def _warm_up_clients() -> None:
+    """In-process pytester runs restore ``sys.modules`` afterwards: modules first imported
+    inside a run are imported again by the next one. That breaks numpy (pandas loads it for
+    CSV datasets) and the HTTP stacks (httpx2 maps the *first* httpcore2's exception classes,
+    so a re-imported httpcore2.ConnectError escapes the openai client unmapped). So before the
+    first pytester test, import all of it and take every client path once."""
+    import huggingface_hub
+    import openai
+    import pandas  # noqa: F401
+
     with FakeJudgeServer() as srv:
         client = openai.OpenAI(base_url=srv.url, api_key="sk-warmup", max_retries=0, timeout=5)
         client.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}])
@@ -94,7 +94,15 @@ def _warm_up_clients() -> None:
             pass
 
 
-_warm_up_clients()
+@pytest.fixture(scope="session")
+def _warm_clients() -> None:
+    _warm_up_clients()
+
+
+@pytest.fixture(autouse=True)
+def _before_pytester(request: pytest.FixtureRequest) -> None:
+    if "pytester" in request.fixturenames:  # before pytester snapshots sys.modules
+        request.getfixturevalue("_warm_clients")
 
 
 @pytest.fixture(autouse=True)
