@@ -106,7 +106,27 @@ def test_verbose_lines_show_scores(llm: LLMRun) -> None:
         "*test_qa[[]capital[]] PASSED [[]correctness=0.9*[]]*",
         "*test_qa[[]boil[]] FAILED [[]correctness=0.*[]]*",
     ])
-    quiet = llm.run()
+    llm.makepyfile(
+        """
+        from pytest_llmjudge.judges import make_judge
+
+        def test_two(assert_llm_score):
+            assert_llm_score("Paris is the capital of France.", input="Capital of France?",
+                             expected="Paris is the capital of France.")
+            assert_llm_score("Paris is the capital of France.", metric="toxicity")
+
+        def test_error(assert_llm_score):
+            assert_llm_score("x", expected="x", judge=make_judge("openai:fake", base_url="http://127.0.0.1:9/v1",
+                                                                 max_retries=0))
+        """,
+        name="test_more",
+    )
+    result = llm.run("-v", "test_more.py")
+    result.stdout.fnmatch_lines([
+        "*test_two PASSED [[]correctness=0.9* toxicity=1.00[]]*",
+        "*test_error FAILED [[]correctness=error[]]*",
+    ])
+    quiet = llm.run("test_qa.py")
     [progress] = [line for line in quiet.outlines if line.startswith("test_qa.py ")]
     assert "correctness" not in progress
 

@@ -56,6 +56,20 @@ def test_rerun_hits_the_cache_and_says_so(llm: LLMRun) -> None:
     assert llm.server.request_count == 0
 
 
+def test_cache_is_on_by_default_at_the_rootdir(llm: LLMRun) -> None:
+    llm.qa_suite()
+    (llm.path / "sub").mkdir()
+    (llm.path / "test_qa.py").rename(llm.path / "sub" / "test_qa.py")
+    (llm.path / "qa.jsonl").rename(llm.path / "sub" / "qa.jsonl")
+    llm.pytester.makeini("[pytest]\n")  # the rootdir
+    llm.run("sub", cache=None)
+    assert (llm.path / ".llmjudge_cache" / "verdicts.sqlite3").exists()
+    assert not (llm.path / "sub" / ".llmjudge_cache").exists()
+    llm.server.reset()
+    llm.run("sub", cache=None)
+    assert llm.server.request_count == 0
+
+
 def test_cached_verdicts_are_re_decided_for_a_new_threshold(llm: LLMRun) -> None:
     llm.qa_suite()
     llm.run(cache="rw")
