@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dis
+import functools
 import linecache
 import re
 import sys
@@ -9,6 +11,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType, FrameType
 from typing import Any
 
 import pytest
@@ -204,16 +207,19 @@ def assert_llm_score(
         raise ConfigError(f"assert_llm_score: min_passes={min_passes} is more than samples={samples}")
     plan = session.settings.repeat_plan(min_passes=min_passes, samples=samples)
     record = item.stash.setdefault(items_key, ItemVerdicts())
+    caller = _user_frame()
     entry = Entry(
         metric=metric_obj.name,
         judge=judge_obj.name if judge_obj is not None else getattr(metric_obj, "judge_name", "check"),
-        call_site=_call_site(),
+        call_site=_call_site(caller),
         soft=session.settings.soft,
         texts={k: _clip(v) for k, v in (("input", input), ("output", output), ("expected", expected)) if v},
     )
     with record.lock:
         record.entries.append(entry)
-    if session.concurrent and judge_obj is not None:
+    # inside a try/with (pytest.raises, suppress, except): judge now, so the exception is raised
+    # where the handler can see it, exactly as a sequential run would
+    if session.concurrent and judge_obj is not None and not _inside_handler(caller):
         entry.future = session.submit(metric_obj, inputs, judge_obj, float(threshold), item.nodeid, plan,
                                       write=False)
         entry.future.add_done_callback(lambda _: record.write_ready(session, item.nodeid))
@@ -235,11 +241,36 @@ def assert_llm_score(
     return entry.verdict
 
 
-def _call_site() -> str:
-    """``file:line: in function`` plus source of the user's frame that called us."""
-    frame = sys._getframe(1)
+def _user_frame() -> FrameType | None:
+    """The first frame outside this package: the test (or its helper) that called us."""
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and (frame.f_code.co_filename.startswith(_PACKAGE_DIR) or "pluggy" in frame.f_code.co_filename):
-        frame = frame.f_back  # type: ignore[assignment]
+        frame = frame.f_back
+    return frame
+
+
+@functools.lru_cache(maxsize=1024)
+def _handler_ranges(code: CodeType) -> tuple[tuple[int, int], ...]:
+    parse = getattr(dis, "_parse_exception_table", None)  # CPython 3.11+
+    if parse is None:
+        return ()
+    return tuple((entry.start, entry.end) for entry in parse(code))
+
+
+def _inside_handler(frame: FrameType | None) -> bool:
+    """True when the call sits inside a try or with block of the calling function.
+
+    Read from the code object's exception table (CPython 3.11+); on older Pythons the
+    concurrent path is always taken.
+    """
+    if frame is None:
+        return False
+    lasti = frame.f_lasti
+    return any(start <= lasti < end for start, end in _handler_ranges(frame.f_code))
+
+
+def _call_site(frame: FrameType | None) -> str:
+    """``file:line: in function`` plus source of the user's frame that called us."""
     if frame is None:
         return ""
     filename, lineno = frame.f_code.co_filename, frame.f_lineno

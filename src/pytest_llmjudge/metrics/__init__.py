@@ -5,8 +5,9 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .base import AnyMetric, CheckMetric, Metric, MetricInputs
 from .builtin import BUILTIN_METRICS
+from .checks import CHECK_METRICS
 
-_registry: dict[str, AnyMetric] = dict(BUILTIN_METRICS)
+_registry: dict[str, AnyMetric] = {**BUILTIN_METRICS, **CHECK_METRICS}
 
 
 def register_metric(metric: AnyMetric) -> None:

@@ -8,8 +8,11 @@ from pydantic import BaseModel
 
 from .base import Metric, bounded_list, bounded_str
 
-Reason = bounded_str(400)
-Short = bounded_str(200)
+# Bounds keep verdicts short: a constrained small judge cannot ramble past them, and a remote
+# judge's longer text is truncated, not rejected.
+Reason = bounded_str(240)
+Short = bounded_str(120)
+MAX_ITEMS = 8
 
 
 class CorrectnessVerdict(BaseModel):
@@ -43,7 +46,7 @@ class StatementVerdict(BaseModel):
 
 
 class RelevancyVerdict(BaseModel):
-    statements: bounded_list(StatementVerdict, 12)  # type: ignore[valid-type]
+    statements: bounded_list(StatementVerdict, MAX_ITEMS)  # type: ignore[valid-type]
     reason: Reason
 
 
@@ -76,7 +79,7 @@ class OpinionVerdict(BaseModel):
 
 
 class ToxicityVerdict(BaseModel):
-    opinions: bounded_list(OpinionVerdict, 12)  # type: ignore[valid-type]
+    opinions: bounded_list(OpinionVerdict, MAX_ITEMS)  # type: ignore[valid-type]
     reason: Reason
 
 
@@ -100,7 +103,7 @@ class ClaimVerdict(BaseModel):
 
 
 class FaithfulnessVerdict(BaseModel):
-    claims: bounded_list(ClaimVerdict, 12)  # type: ignore[valid-type]
+    claims: bounded_list(ClaimVerdict, MAX_ITEMS)  # type: ignore[valid-type]
     reason: Reason
 
 
@@ -120,7 +123,7 @@ FAITHFULNESS = Metric(
 
 
 class CriteriaVerdict(BaseModel):
-    reason: Reason
+    reason: bounded_str(400)  # type: ignore[valid-type]  # room for step-by-step reasoning
     score: Literal[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
