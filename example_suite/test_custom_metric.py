@@ -6,11 +6,13 @@ from pydantic import BaseModel
 
 from app import answer
 from pytest_llmjudge import Metric
+from pytest_llmjudge.metrics import bounded_str
 
 
 class ConcisenessVerdict(BaseModel):
-    reason: str
-    score: Literal[1, 2, 3]
+    # bounded: a small constrained judge cannot ramble inside the string until its token limit
+    reason: bounded_str(200)
+    score: Literal[1, 2, 3]  # a Literal, not an int with min/max: decoders enforce enums
 
 
 CONCISENESS = Metric(

@@ -207,7 +207,6 @@ class Settings:
     def from_config(cls, config: pytest.Config) -> Settings:
         rootdir = Path(config.rootpath)
         results = _value(config, "llm_results")
-        cache_dir = _value(config, "llm_cache_dir")
         gates = config.getoption("llm_min_pass_rate", default=None)
         if gates is None:
             try:
@@ -221,13 +220,13 @@ class Settings:
             judge=_value(config, "llm_judge"),
             base_url=_value(config, "llm_base_url"),
             threshold=_value(config, "llm_threshold"),
-            results=(rootdir / results) if results else None,
+            results=_path(config, "llm_results"),
             max_retries=_value(config, "llm_max_retries"),
             timeout=_value(config, "llm_timeout"),
             concurrency=_value(config, "llm_concurrency"),
             batch_size=_value(config, "llm_batch_size"),
             cache_mode=_value(config, "llm_cache_mode"),
-            cache_dir=(rootdir / cache_dir) if cache_dir else rootdir / ".llmjudge_cache",
+            cache_dir=_path(config, "llm_cache_dir") or rootdir / ".llmjudge_cache",
             soft=bool(soft if soft is not None else config.getini("llm_soft")),
             min_pass_rates=dict(gates or []),
             cache_clear=bool(config.getoption("llm_cache_clear", default=False)),
@@ -236,11 +235,11 @@ class Settings:
             repeat_max=_value(config, "llm_repeat_max"),
             repeat_temperature=_value(config, "llm_repeat_temperature"),
             noise_floor=_value(config, "llm_noise_floor"),
-            save_baseline=_path(rootdir, _value(config, "llm_save_baseline")),
-            baseline=_path(rootdir, _value(config, "llm_baseline")),
+            save_baseline=_path(config, "llm_save_baseline"),
+            baseline=_path(config, "llm_baseline"),
             regression_tolerance=_value(config, "llm_regression_tolerance"),
-            html=_path(rootdir, _value(config, "llm_html")),
-            preflight=_path(rootdir, _value(config, "llm_preflight")),
+            html=_path(config, "llm_html"),
+            preflight=_path(config, "llm_preflight"),
             preflight_min=_value(config, "llm_preflight_min"),
         )
 
@@ -255,5 +254,11 @@ class Settings:
         }
 
 
-def _path(rootdir: Path, value: str | None) -> Path | None:
-    return rootdir / value if value else None
+def _path(config: pytest.Config, name: str) -> Path | None:
+    """A path option: relative to the current directory on the command line (like --junitxml),
+    relative to the rootdir in an ini file (like cache_dir)."""
+    cli = config.getoption(name, default=None)
+    if cli:
+        return Path(config.invocation_params.dir) / cli
+    value = _value(config, name)
+    return Path(config.rootpath) / value if value else None

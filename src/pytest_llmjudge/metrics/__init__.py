@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import AnyMetric, CheckMetric, Metric, MetricInputs
+from .base import AnyMetric, CheckMetric, Metric, MetricInputs, bounded_list, bounded_str
 from .builtin import BUILTIN_METRICS
 from .checks import CHECK_METRICS
 
@@ -28,4 +28,7 @@ def get_metric(metric: str | AnyMetric) -> AnyMetric:
         ) from None
 
 
-__all__ = ["AnyMetric", "CheckMetric", "Metric", "MetricInputs", "get_metric", "register_metric"]
+__all__ = [
+    "AnyMetric", "CheckMetric", "Metric", "MetricInputs", "bounded_list", "bounded_str", "get_metric",
+    "register_metric",
+]
