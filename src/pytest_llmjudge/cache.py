@@ -13,12 +13,15 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .errors import ReplayMissError
 from .judges.base import Judge, JudgeRequest
 from .metrics.base import Metric
 from .verdict import Verdict
+
+T = TypeVar("T")
 
 FILE_NAME = "verdicts.sqlite3"
 SCHEMA_VERSION = "1"
@@ -70,26 +73,32 @@ class VerdictCache:
         if conn is None:
             self._prepare()
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL, "
-                "created REAL NOT NULL)"
-            )
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
         return conn
 
     def _prepare(self) -> None:
-        if self._ready:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for name, text in (("README.md", _README), (".gitignore", "# created by pytest-llmjudge\n*\n")):
-            target = self.directory / name
-            if not target.exists():
-                target.write_text(text)
-        self._ready = True
+        """Create the directory and the database once per process (WAL mode persists in the file)."""
+        with self._lock:
+            if self._ready:
+                return
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for name, text in (("README.md", _README), (".gitignore", "# created by pytest-llmjudge\n*\n")):
+                target = self.directory / name
+                if not target.exists():
+                    target.write_text(text)
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            try:
+                _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+                _retry_locked(lambda: conn.execute(
+                    "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL, "
+                    "created REAL NOT NULL)"
+                ))
+            finally:
+                conn.close()
+            self._ready = True
 
     def get(self, key: str, threshold: float) -> Verdict | None:
         """The cached verdict (``cached=True``, passed re-decided for ``threshold``), or None.
@@ -98,7 +107,10 @@ class VerdictCache:
         """
         if self.mode == "refresh":
             return None
-        row = self._connection().execute("SELECT verdict FROM verdicts WHERE key = ?", (key,)).fetchone()
+        conn = self._connection()
+        row = _retry_locked(
+            lambda: conn.execute("SELECT verdict FROM verdicts WHERE key = ?", (key,)).fetchone()
+        )
         if row is None:
             if self.mode == "replay":
                 raise ReplayMissError(
@@ -115,10 +127,11 @@ class VerdictCache:
         if self.mode in ("ro", "replay"):
             return
         data = verdict.model_dump(mode="json", exclude=set(_PER_RUN))
-        self._connection().execute(
+        conn = self._connection()
+        _retry_locked(lambda: conn.execute(
             "INSERT OR REPLACE INTO verdicts (key, verdict, created) VALUES (?, ?, ?)",
             (key, json.dumps(data, separators=(",", ":")), time.time()),
-        )
+        ))
 
     # -- maintenance ------------------------------------------------------------------
     def clear(self) -> int:
@@ -148,3 +161,19 @@ class VerdictCache:
                     pass
             self._connections.clear()
         self._local = threading.local()
+
+
+def _retry_locked(operation: Callable[[], T], attempts: int = 50) -> T:
+    """Run a statement, retrying SQLite's immediate "database is locked" answers.
+
+    The connection's busy timeout covers most contention; a few situations (switching to
+    WAL, a checkpoint in another process) answer SQLITE_BUSY at once instead.
+    """
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(min(0.5, 0.01 * 2**attempt))
+    raise AssertionError("unreachable")

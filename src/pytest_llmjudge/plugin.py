@@ -53,7 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
     session = LLMJudgeSession(config, settings)
     config.stash[session_key] = session
     if not hasattr(config, "workerinput"):
-        config.stash[summary_key] = RunSummary()
+        summary = config.stash[summary_key] = RunSummary()
+        config.pluginmanager.register(SummaryCollector(config, summary), "llmjudge-summary")
         if settings.baseline is not None:
             from .regression import load_baseline
 
@@ -235,32 +236,25 @@ def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, objec
             release.drain()
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    records = getattr(report, "llmjudge_records", None)
-    if not records or report.when != "call":
-        return
-    config = _config_of(report)
-    if config is None:
-        return
-    summary = config.stash.get(summary_key, None)
-    if summary is None:
-        return
-    for record in records:
-        summary.add(report.nodeid, record)
-    if junit.junit_family(config) == "xunit2":
-        junit.write_system_out(config, report, junit.per_test_properties(records))
+class SummaryCollector:
+    """Aggregates the verdict records of test reports; registered on the controller only."""
 
+    def __init__(self, config: pytest.Config, summary: RunSummary) -> None:
+        self.config = config
+        self.summary = summary
 
-_configs: list[pytest.Config] = []
-
-
-def _config_of(report: pytest.TestReport) -> pytest.Config | None:
-    return _configs[-1] if _configs else None
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        records = getattr(report, "llmjudge_records", None)
+        if not records or report.when != "call":
+            return
+        for record in records:
+            self.summary.add(report.nodeid, record)
+        if junit.junit_family(self.config) == "xunit2":
+            junit.write_system_out(self.config, report, junit.per_test_properties(records))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    _configs.append(session.config)
     config = session.config
     llm = config.stash[session_key]
     if llm.settings.preflight is not None and not hasattr(config, "workerinput"):
