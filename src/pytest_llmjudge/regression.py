@@ -33,6 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Union
 
+from .argtypes import non_negative_float, positive_int
 from .errors import LLMJudgeError
 from .stats import paired_bootstrap_diff, wilcoxon_signed_rank
 
@@ -582,16 +583,6 @@ def compare(
 # --------------------------------------------------------------------------- command line
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0 or not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative number")
-    return value
-
-
 def _confidence(text: str) -> float:
     try:
         value = float(text)
@@ -599,16 +590,6 @@ def _confidence(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
 
 
@@ -623,11 +604,11 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("current", help="baseline .json or results .jsonl/.csv file of the run to check")
     parser.add_argument("--format", choices=("text", "markdown"), default="text",
                         help="text for a terminal, markdown for a pull-request comment (default text)")
-    parser.add_argument("--tolerance", type=_non_negative_float, default=0.0,
+    parser.add_argument("--tolerance", type=non_negative_float, default=0.0,
                         help="regressed when the whole interval lies below -TOLERANCE (default 0)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--confidence", type=_confidence, default=0.95, help="interval confidence (default 0.95)")
-    parser.add_argument("--resamples", type=_positive_int, default=N_RESAMPLES,
+    parser.add_argument("--resamples", type=positive_int, default=N_RESAMPLES,
                         help=f"bootstrap resamples (default {N_RESAMPLES})")
     parser.add_argument("-o", "--output", help="write the comparison to this file instead of stdout")
     parser.set_defaults(func=run_compare)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from .argtypes import non_negative_float, non_negative_int, positive_float, positive_int, unit_float
 from .repeats import RepeatPlan
 from .secrets import safe_url
 
@@ -29,62 +30,12 @@ def parse_pass_rate(value: str) -> tuple[str, float]:
     return metric.strip(), number
 
 
-def unit_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {value!r}")
-    return number
-
-
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
-
-
-def non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}")
-    return number
-
-
-def positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
-
-
 def repeat_count(value: str) -> str:
     """``--llm-repeat``: a positive integer or ``auto``."""
     if value == "auto":
         return value
     positive_int(value)
     return value
-
-
-def non_negative_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
-    return number
 
 
 def cache_mode(value: str) -> str:

@@ -289,7 +289,7 @@ def paired_bootstrap_diff(
 # --------------------------------------------------------------------------- paired tests
 
 
-def _midranks(values: Sequence[float]) -> list[float]:
+def average_ranks(values: Sequence[float]) -> list[float]:
     """Ranks 1..n of ``values``, ties sharing their average rank."""
     order = sorted(range(len(values)), key=lambda i: values[i])
     ranks = [0.0] * len(values)
@@ -312,10 +312,10 @@ def _signed_ranks(diffs: Iterable[float], zero_method: str) -> tuple[list[float]
         raise ValueError("differences must not be NaN")
     if zero_method == "wilcox":
         kept = [d for d in rounded if d != 0]
-        ranks = _midranks([abs(d) for d in kept])
+        ranks = average_ranks([abs(d) for d in kept])
         return ranks, [d > 0 for d in kept]
     if zero_method == "pratt":
-        ranks = _midranks([abs(d) for d in rounded])
+        ranks = average_ranks([abs(d) for d in rounded])
         pairs = [(r, d > 0) for r, d in zip(ranks, rounded) if d != 0]
         return [r for r, _ in pairs], [p for _, p in pairs]
     raise ValueError(f"unknown zero_method {zero_method!r}: use 'wilcox' or 'pratt'")

@@ -322,7 +322,7 @@ def test_compare_module_entry_point(tmp_path: Path) -> None:
         f"llmjudge compare: error: {bad}: not a results file: CSV header lacks column(s) test_id, metric, score"]
     usage = subprocess.run([sys.executable, "-m", "pytest_llmjudge.regression", "compare", "--tolerance", "-1",
                             "a", "b"], capture_output=True, text=True, timeout=60)
-    assert usage.returncode == 2 and "must be a non-negative number" in usage.stderr
+    assert usage.returncode == 2 and "expected a number >= 0" in usage.stderr
 
 
 # --------------------------------------------------------------------------- judge noise vs a real drop

@@ -10,45 +10,12 @@ from typing import Any
 from ..cache import VerdictCache
 from ..errors import ConfigError
 from ..judges import Judge, default_judge_spec, make_judge
+from ..argtypes import non_negative_int, number_in as bounded_float, positive_int
 from . import CLIError
 
 CACHE_MODES = ("rw", "ro", "refresh", "replay", "off")
 DEFAULT_CONCURRENCY = 8
 DEFAULT_CACHE_DIR = ".llmjudge_cache"
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def bounded_float(low: float, high: float | None = None):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value != value or value < low or (high is not None and value > high):  # NaN too
-            expected = f"between {low:g} and {high:g}" if high is not None else f">= {low:g}"
-            raise argparse.ArgumentTypeError(f"expected a number {expected}, got {text!r}")
-        return value
-
-    return parse
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, resumable: bool = True) -> None:
