@@ -359,7 +359,7 @@ class _EnforcingProcessor:
 
     def __init__(
         self, torch: Any, enforcers: list[Any], prompt_len: int, stop_ids: list[int],
-        capture_ids: list[int], capture_rows: list[int],
+        capture_ids: list[int], capture_rows: list[int], freetext_index: dict[Any, Any] | None = None,
     ) -> None:
         self.torch = torch
         self.enforcers = enforcers
@@ -371,21 +371,39 @@ class _EnforcingProcessor:
         self.capture_index = torch.tensor(capture_ids, dtype=torch.long) if capture_ids else None
         self.captured: list[tuple[Any, Any, Any]] = []
         self.elapsed_s = 0.0
-        self._index_cache: dict[int, tuple[list[int], Any]] = {}
+        #: index tensors of lm-format-enforcer's cached JSON-string allow-lists (shared per engine)
+        self.freetext_index = freetext_index if freetext_index is not None else {}
+        self._mask: Any = None
 
-    def _allowed_index(self, tokens: list[int]) -> Any:
-        cached = self._index_cache.get(id(tokens))
-        if cached is not None and cached[0] is tokens:
-            return cached[1]
-        index = self.torch.tensor(tokens, dtype=self.torch.long)
-        self._index_cache[id(tokens)] = (tokens, index)
-        return index
+    def _fill_allowed(self, mask_row: Any, state: Any, allowed: list[int], cache: Any) -> None:
+        """Unmask ``allowed``; inside a JSON string most of it is a cached list whose index is reused."""
+        torch = self.torch
+        shortcut = state.parser.shortcut_key()
+        if isinstance(shortcut, tuple) and shortcut[0] == "json_freetext":
+            # the same arithmetic as TokenEnforcer._collect_allowed_tokens: the allow-list it copies
+            _, cur_len, min_len, max_len = shortcut
+            min_remaining = min(cache.max_token_len, max(0, min_len - cur_len))
+            max_allowed = min(cache.max_token_len, max_len - cur_len)
+            base = cache.lookup_allowed_tokens(min_remaining, max_allowed).allowed_tokens
+            n = len(base)
+            if len(allowed) >= n and allowed[:n] == base:
+                index = self.freetext_index.get((min_remaining, max_allowed))
+                if index is None:
+                    index = self.freetext_index[(min_remaining, max_allowed)] = torch.tensor(base, dtype=torch.long)
+                mask_row.index_fill_(0, index, 0.0)
+                if len(allowed) > n:
+                    mask_row.index_fill_(0, torch.tensor(allowed[n:], dtype=torch.long), 0.0)
+                return
+        mask_row.index_fill_(0, torch.tensor(allowed, dtype=torch.long), 0.0)
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         started = time.perf_counter()
         torch = self.torch
         generated = input_ids[:, self.prompt_len:].tolist()
-        mask = torch.full_like(scores, float("-inf"))
+        if self._mask is None or self._mask.shape != scores.shape:
+            self._mask = torch.empty_like(scores)  # reused: a fresh buffer per step costs page faults
+        mask = self._mask
+        mask.fill_(float("-inf"))
         for row, enforcer in enumerate(self.enforcers):
             tokens = generated[row]
             if self.done[row] or (tokens and tokens[-1] in self.stop_ids):
@@ -393,17 +411,18 @@ class _EnforcingProcessor:
                 mask[row] = 0.0
                 continue
             allowed = enforcer.get_allowed_tokens(tokens).allowed_tokens
-            if enforcer.prefix_states[tuple(tokens)].parser.can_end():  # the JSON object is complete
+            state = enforcer.prefix_states[tuple(tokens)]
+            if state.parser.can_end():  # the JSON object is complete: stop
                 mask[row, self.first_stop] = 0.0
                 continue
-            mask[row].index_fill_(0, self._allowed_index(allowed), 0.0)
+            self._fill_allowed(mask[row], state, allowed, enforcer.tokenizer_tree.json_freetext_tokens)
         if self.capture_index is not None:
             rows = self.capture_rows
             lse = torch.logsumexp(scores[rows] + mask[rows], dim=-1)
             picked = scores[rows][:, self.capture_index].clone()
             ok = mask[rows][:, self.capture_index] == 0.0
             self.captured.append((picked, ok, lse))
-        scores = scores + mask
+        scores += mask  # in place: generate() keeps no other reference to these scores
         self.elapsed_s += time.perf_counter() - started
         return scores
 
@@ -465,12 +484,14 @@ class _Engine:
         self.load_s = time.perf_counter() - started
         self._schemas: dict[type[BaseModel], dict[str, Any]] = {}
         self._score_vocab: dict[tuple[int, ...], list[int]] = {}
+        self._freetext_index: dict[Any, Any] = {}
         self._gen_lock = threading.Lock()
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._leading = False
-        #: figures of the last generate() call, for benchmarks
+        #: figures and raw tokens of the last generate() call, for benchmarks and tests
         self.last_stats: dict[str, float] = {}
+        self.last_tokens: list[list[int]] = []
 
     # ---- queue
 
@@ -614,6 +635,7 @@ class _Engine:
             processor = _EnforcingProcessor(
                 torch, enforcers, prompt_len, self.stop_ids,
                 capture_ids if capture_rows else [], capture_rows if capture_ids else [],
+                self._freetext_index,
             )
         config = deps.transformers.GenerationConfig(
             max_new_tokens=key.max_new_tokens,
@@ -638,6 +660,7 @@ class _Engine:
             )
         elapsed = time.perf_counter() - started
         generated = sequences[:, prompt_len:].tolist()
+        self.last_tokens = generated
         steps = len(generated[0]) if generated else 0
         self.last_stats = {
             "rows": float(len(requests)), "steps": float(steps), "generate_s": elapsed,

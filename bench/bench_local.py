@@ -1,0 +1,156 @@
+"""Benchmark the local judge (SmolLM2-135M by default) on this machine.
+
+Prints: cold load (GGUF -> safetensors conversion) and warm load; seconds per verdict and tokens/s
+constrained vs unconstrained (same number of tokens, batch of one); batch-8 vs sequential
+throughput, and 16 threads calling ``judge()`` at once (the batching queue).
+
+    python bench/bench_local.py [--spec local:smollm2-135m] [--cases 8] [--repeat 2] [--skip-cold]
+
+Targets (issue 4): constrained <= 1.15x unconstrained per token; batch-8 >= 2.5x sequential;
+warm load of the default judge <= 4 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from pytest_llmjudge.judges import local_transformers as lt
+from pytest_llmjudge.judges.base import JudgeRequest, JudgeResponse
+from pytest_llmjudge.metrics.base import MetricInputs
+from pytest_llmjudge.metrics.builtin import CORRECTNESS
+
+CASES = [
+    ("What is the capital of France?", "Paris", "The capital of France is Paris."),
+    ("How many legs does a spider have?", "Eight", "Spiders have six legs."),
+    ("What is H2O?", "Water", "H2O is the chemical formula of water."),
+    ("Who wrote Hamlet?", "William Shakespeare", "Hamlet was written by Charles Dickens."),
+    ("What is the boiling point of water at sea level?", "100 degrees Celsius", "It boils at 100 °C."),
+    ("What is the largest planet?", "Jupiter", "Jupiter is the largest planet in the solar system."),
+    ("What gas do plants absorb?", "Carbon dioxide", "Plants absorb oxygen at night only."),
+    ("What is 7 times 8?", "56", "7 times 8 is 54."),
+]
+
+
+def requests(n: int) -> list[JudgeRequest]:
+    out = []
+    for i in range(n):
+        question, expected, answer = CASES[i % len(CASES)]
+        inputs = MetricInputs(output=answer, input=question, expected=expected)
+        out.append(JudgeRequest(
+            messages=CORRECTNESS.messages(inputs), schema=CORRECTNESS.schema,
+            score_field=CORRECTNESS.score_field, score_values=CORRECTNESS.score_values(),
+        ))
+    return out
+
+
+def tokens(responses: list) -> int:
+    return sum(r.usage["completion_tokens"] for r in responses if isinstance(r, JudgeResponse))
+
+
+def fresh_process_load(model: str, cache_dir: str) -> float:
+    """Seconds for a new Python process to import and build the judge (import included)."""
+    code = (
+        "import time; t = time.perf_counter(); "
+        "from pytest_llmjudge.judges.local_transformers import make_local_judge; "
+        f"make_local_judge({model!r}, cache_dir={cache_dir!r}); print(time.perf_counter() - t)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spec", default="local:smollm2-135m")
+    parser.add_argument("--cases", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement (best is kept)")
+    parser.add_argument("--skip-cold", action="store_true", help="skip the GGUF conversion timing")
+    args = parser.parse_args()
+    model = args.spec.partition(":")[2]
+    cache_dir = str(lt.default_cache_dir())
+    print(f"# local judge bench: {args.spec}, {os.cpu_count()} CPUs, cache {cache_dir}")
+
+    # ---- load times
+    if not args.skip_cold and lt.resolve_model(model).gguf_file:
+        cold_dir = tempfile.mkdtemp(prefix="llmjudge-cold-")
+        try:
+            started = time.perf_counter()
+            lt.make_local_judge(model, cache_dir=cold_dir)
+            print(f"cold load (GGUF convert + load):      {time.perf_counter() - started:6.2f} s")
+        finally:
+            shutil.rmtree(cold_dir, ignore_errors=True)
+            lt._engines.clear()
+    lt.make_local_judge(model)  # make sure the default cache holds the converted copy
+    lt._engines.clear()
+    started = time.perf_counter()
+    judge = lt.make_local_judge(model)
+    print(f"warm load (in process, import done):  {time.perf_counter() - started:6.2f} s")
+    print(f"warm load (fresh process, w/ import): {fresh_process_load(model, cache_dir):6.2f} s")
+
+    engine = judge.engine
+    reqs = requests(args.cases)
+    judge.judge(reqs[0])  # warm-up
+
+    # ---- constrained vs unconstrained, per token, batch of one
+    constrained_pt: list[float] = []
+    free_pt: list[float] = []
+    enforcer_pt: list[float] = []
+    for _ in range(args.repeat):
+        for request in reqs:
+            key = judge._key(request)
+            engine.generate([request], key)
+            stats = dict(engine.last_stats)
+            n = int(stats["tokens_0"]) + 1  # + the stop token
+            constrained_pt.append(stats["generate_s"] / n)
+            enforcer_pt.append(stats["enforcer_s"] / n)
+            free_key = lt._GenKey(False, 0.0, None, n, None)
+            engine.generate([request], free_key, constrained=False, min_new_tokens=n)
+            free_pt.append(engine.last_stats["generate_s"] / engine.last_stats["steps"])
+    c, u, e = statistics.median(constrained_pt), statistics.median(free_pt), statistics.median(enforcer_pt)
+    print(f"constrained:   {1000 * c:7.1f} ms/token  {1 / c:6.1f} tokens/s  (enforcer {1000 * e:.1f} ms/token)")
+    print(f"unconstrained: {1000 * u:7.1f} ms/token  {1 / u:6.1f} tokens/s")
+    print(f"constrained / unconstrained per token: {c / u:.3f}x  (target <= 1.15x)")
+
+    # ---- sequential vs batch-8 vs 16 threads
+    best_seq = best_batch = best_threads = float("inf")
+    seq_out: list = []
+    batch_out: list = []
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        seq_out = [judge.judge(r) for r in reqs]
+        best_seq = min(best_seq, time.perf_counter() - started)
+        started = time.perf_counter()
+        batch_out = judge.judge_batch(reqs)
+        best_batch = min(best_batch, time.perf_counter() - started)
+        results: list = [None] * len(reqs)
+
+        def work(i: int) -> None:
+            results[i] = judge.judge(reqs[i])
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(reqs))]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        best_threads = min(best_threads, time.perf_counter() - started)
+    n = len(reqs)
+    same = [a.text == b.text for a, b in zip(seq_out, batch_out)]
+    print(f"sequential: {best_seq / n:6.2f} s/verdict  {tokens(seq_out) / best_seq:6.1f} tokens/s")
+    print(f"batch-{judge.options.batch_size}:    {best_batch / n:6.2f} s/verdict  {tokens(batch_out) / best_batch:6.1f} tokens/s")
+    print(f"threads:    {best_threads / n:6.2f} s/verdict  ({n} threads calling judge() at once)")
+    print(f"batch / sequential throughput: {best_seq / best_batch:.2f}x  (target >= 2.5x); "
+          f"batch outputs equal sequential: {sum(same)}/{n}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    main()
