@@ -89,11 +89,12 @@ class ItemVerdicts:
         with self.lock:
             while not self.closed and self.written < len(self.entries):
                 entry = self.entries[self.written]
-                if entry.future is not None:
-                    if not entry.future.done():
+                future = entry.future  # Entry.wait() on the main thread may clear it meanwhile
+                if future is not None:
+                    if not future.done():
                         return
-                    error = entry.future.exception()
-                    verdict = None if error is not None else entry.future.result()
+                    error = future.exception()
+                    verdict = None if error is not None else future.result()
                 else:
                     verdict, error = entry.verdict, entry.error
                 if error is not None:
@@ -196,13 +197,18 @@ def assert_llm_score(
     judge_obj = session.resolve_judge(judge) if metric_obj.needs_judge else None
     marker = item.get_closest_marker("llm_repeat")
     if marker is not None:
-        if samples is None:
-            samples = marker.kwargs.get("samples", marker.args[0] if marker.args else None)
-        if min_passes is None:
-            min_passes = marker.kwargs.get("min_passes")
-    for name, value in (("samples", samples), ("min_passes", min_passes)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ConfigError(f"assert_llm_score: {name} must be a positive integer, got {value!r}")
+        unknown = sorted(set(marker.kwargs) - {"samples", "min_passes"})
+        if unknown or len(marker.args) > 1 or (marker.args and "samples" in marker.kwargs):
+            raise ConfigError(
+                f"@pytest.mark.llm_repeat(samples=None, *, min_passes=None): got args {marker.args!r}"
+                + (f", unknown keyword(s) {', '.join(unknown)}" if unknown else "")
+            )
+        marked = {"samples": marker.kwargs.get("samples", marker.args[0] if marker.args else None),
+                  "min_passes": marker.kwargs.get("min_passes")}
+        _check_counts("@pytest.mark.llm_repeat", marked)
+        samples = marked["samples"] if samples is None else samples
+        min_passes = marked["min_passes"] if min_passes is None else min_passes
+    _check_counts("assert_llm_score", {"samples": samples, "min_passes": min_passes})
     if samples is not None and min_passes is not None and min_passes > samples:
         raise ConfigError(f"assert_llm_score: min_passes={min_passes} is more than samples={samples}")
     plan = session.settings.repeat_plan(min_passes=min_passes, samples=samples)
@@ -239,6 +245,12 @@ def assert_llm_score(
         entry.raised = True
         raise failure
     return entry.verdict
+
+
+def _check_counts(where: str, counts: dict[str, Any]) -> None:
+    for name, value in counts.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
 
 
 def _user_frame() -> FrameType | None:

@@ -52,12 +52,20 @@ class LLMScoreError(AssertionError):
         super().__init__(score_failure_message(verdict))
 
 
+#: what the ``decision`` of a verdict decided by ``min_passes`` (k of n samples) says
+K_OF_N = "samples passed (need"
+
+
 def score_failure_message(verdict: Verdict) -> str:
     """One message naming metric, score, threshold, the judge's reason and the judge."""
     raw = ""
     if verdict.raw_score is not None and verdict.scale != (0.0, 1.0):
         raw = f" (raw {verdict.raw_score:.2f} on {verdict.scale[0]:g}-{verdict.scale[1]:g})"
-    return (
-        f"{verdict.metric} score {verdict.score:.3f}{raw} is below threshold "
-        f"{verdict.threshold:.3f}\n  judge: {verdict.judge}\n  reason: {verdict.reason}"
-    )
+    if K_OF_N in verdict.decision:  # k-of-n gating: the mean may even be above the threshold
+        head = (f"{verdict.metric}: {verdict.decision} at threshold {verdict.threshold:.3f} "
+                f"(mean score {verdict.score:.3f}{raw})")
+    else:
+        head = f"{verdict.metric} score {verdict.score:.3f}{raw} is below threshold {verdict.threshold:.3f}"
+    if verdict.samples:
+        head += f"\n  samples: {', '.join(f'{s:.2f}' for s in verdict.samples)} ({verdict.decision})"
+    return f"{head}\n  judge: {verdict.judge}\n  reason: {verdict.reason}"

@@ -162,6 +162,11 @@ def _attach(item: pytest.Item, reports: list[pytest.TestReport]) -> None:
     if call is None:
         return
     kept, failure, failing = record.settle()
+    session = item.config.stash[session_key]
+    if session.concurrent:
+        # the rows are written by the verdicts' done-callbacks on the worker threads, which may run
+        # after this item is reported (even after the results file is closed): write what is due now
+        record.write_ready(session, item.nodeid)
     records = [entry.as_record() for entry in kept]
     call.llmjudge_records = records  # type: ignore[attr-defined]
     if junit.junit_family(item.config) != "xunit2":

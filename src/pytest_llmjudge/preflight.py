@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .datasets import Case, load_cases
-from .errors import DatasetError, JudgeError
+from .errors import ConfigError, DatasetError, JudgeError
 from .evaluation import evaluate
 from .executor import DaemonExecutor
 from .judges.base import Judge
@@ -81,6 +81,18 @@ def _label(case: Case, where: str) -> tuple[bool | None, float | None]:
     raise DatasetError(f"{where}: needs a `label` or an `expected_score` column value")
 
 
+def _threshold(value: object, default: float, where: str) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise DatasetError(f"{where}: threshold {value!r} is not a number between 0 and 1")
+    return number
+
+
 def run_preflight(path: Path, judge: Judge, *, threshold: float, minimum: float, workers: int,
                   cache: object = None) -> PreflightResult:
     """Grade every labelled row and measure agreement."""
@@ -88,7 +100,10 @@ def run_preflight(path: Path, judge: Judge, *, threshold: float, minimum: float,
     plans = []
     for case in cases:
         where = f"{path.name} row {case.row}"
-        metric = get_metric(str(case.get("metric") or "correctness"))
+        try:
+            metric = get_metric(str(case.get("metric") or "correctness"))
+        except ConfigError as exc:
+            raise DatasetError(f"{where}: {exc}") from None
         label, expected_score = _label(case, where)
         output = case.get("output") or case.get("answer") or case.get("actual_output")
         if not output:
@@ -97,7 +112,7 @@ def run_preflight(path: Path, judge: Judge, *, threshold: float, minimum: float,
             output=str(output), input=case.get("input"), expected=case.get("expected_output"),
             context=case.get("context"), criteria=case.get("criteria"),
         )
-        row_threshold = float(case.get("threshold") or threshold)
+        row_threshold = _threshold(case.get("threshold"), threshold, where)
         if expected_score is not None and expected_score > 1 and isinstance(metric, Metric):
             expected_score = metric.normalize(expected_score)
         plans.append((case, metric, inputs, row_threshold, label, expected_score))
@@ -108,10 +123,11 @@ def run_preflight(path: Path, judge: Judge, *, threshold: float, minimum: float,
     ]
     results = []
     for (case, metric, _, row_threshold, label, expected_score), future in zip(plans, futures):
+        name = f"{case['id']} ({case.id})" if case.get("id") not in (None, "") else case.id
         try:
             verdict = future.result()
         except JudgeError as exc:
-            results.append(PreflightCase(case.id, metric.name, False, f"judge error: {exc}"))
+            results.append(PreflightCase(name, metric.name, False, f"judge error: {exc}"))
             continue
         if label is not None:
             agreed = verdict.passed == label
@@ -121,6 +137,6 @@ def run_preflight(path: Path, judge: Judge, *, threshold: float, minimum: float,
             assert expected_score is not None
             agreed = abs(verdict.score - expected_score) <= SCORE_TOLERANCE
             detail = f"expected score {expected_score:.2f}, judge scored {verdict.score:.2f}: {verdict.reason}"
-        results.append(PreflightCase(case.id, metric.name, agreed, detail))
+        results.append(PreflightCase(name, metric.name, agreed, detail))
     executor.shutdown()
     return PreflightResult(str(path), judge.name, results, minimum)

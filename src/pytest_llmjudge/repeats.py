@@ -11,11 +11,14 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .errors import K_OF_N
 from .judges.base import Sampling
 from .verdict import Verdict
 
 #: sample index offset of the noise-floor re-judgements, apart from the repeat samples
 NOISE_INDEX_OFFSET = 1000
+#: the word a verdict's ``decision`` carries when its samples were drawn adaptively
+ADAPTIVE = "adaptive"
 
 
 @dataclass(frozen=True)
@@ -92,10 +95,12 @@ def combine(verdicts: list[Verdict], plan: RepeatPlan, threshold: float) -> Verd
     passes = sum(s >= threshold for s in scores)
     if plan.min_passes is not None:
         passed = passes >= plan.min_passes
-        decision = f"{passes} of {len(scores)} samples passed (need {plan.min_passes})"
+        decision = f"{passes} of {len(scores)} {K_OF_N} {plan.min_passes})"
     else:
         passed = mean >= threshold
         decision = f"mean of {len(scores)} samples"
+    if plan.adaptive:  # the summary's adaptive-repeats line counts these verdicts only
+        decision += f", {ADAPTIVE} (at most {plan.budget})"
     # the reason of the sample closest to the mean speaks for the verdict
     representative = min(verdicts, key=lambda v: abs(v.score - mean))
     usage: dict[str, int] = {}

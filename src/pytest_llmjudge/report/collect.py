@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import K_OF_N
+from ..repeats import ADAPTIVE
+
 
 @dataclass
 class FailedCase:
@@ -13,6 +16,8 @@ class FailedCase:
     score: float | None
     reason: str
     error: str | None = None
+    #: how pass/fail was decided, for a repeated verdict ("mean of 3 samples", "1 of 3 samples passed ...")
+    decision: str | None = None
 
 
 @dataclass
@@ -26,6 +31,8 @@ class MetricSummary:
     errors: int = 0
     cached: int = 0
     unstable: int = 0
+    #: verdicts sampled adaptively (--llm-repeat auto) and the samples they drew
+    adaptive_verdicts: int = 0
     samples_drawn: int = 0
     thresholds: set[float] = field(default_factory=set)
     #: per-case standard deviation of noise-floor re-judgements of an identical answer
@@ -100,6 +107,8 @@ class RunSummary:
     failures: list[FailedCase] = field(default_factory=list)
     judges: set[str] = field(default_factory=set)
     records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: (test id, metric, score, passed, decision) of every verdict decided k-of-n (min_passes)
+    k_of_n: list[tuple[str, str, float, bool, str]] = field(default_factory=list)
 
     def add(self, test_id: str, record: dict[str, Any]) -> None:
         self.records.append((test_id, record))
@@ -113,7 +122,9 @@ class RunSummary:
             return
         summary.scores.append(float(record["score"]))
         summary.thresholds.add(float(record["threshold"]))
-        summary.samples_drawn += len(record.get("samples") or []) or 1
+        if record.get("samples") and ADAPTIVE in str(record.get("decision") or ""):
+            summary.adaptive_verdicts += 1
+            summary.samples_drawn += len(record["samples"])
         if record.get("unstable"):
             summary.unstable += 1
         noise = record.get("noise_samples") or []
@@ -122,11 +133,15 @@ class RunSummary:
             summary.noise_sds.append((sum((x - mean) ** 2 for x in noise) / (len(noise) - 1)) ** 0.5)
         if record.get("cached"):
             summary.cached += 1
+        decision = str(record.get("decision") or "") if record.get("samples") else None
+        if decision and K_OF_N in decision:
+            self.k_of_n.append((test_id, name, float(record["score"]), bool(record["passed"]), decision))
         if record["passed"]:
             summary.passed += 1
         else:
             summary.failed += 1
-            self.failures.append(FailedCase(test_id, name, float(record["score"]), record.get("reason", "")))
+            self.failures.append(FailedCase(test_id, name, float(record["score"]), record.get("reason", ""),
+                                            decision=decision))
 
     @property
     def unstable(self) -> int:

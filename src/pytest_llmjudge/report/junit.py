@@ -1,7 +1,8 @@
 """What we add to pytest's JUnit XML.
 
 - xunit1 (and legacy): each testcase carries ``<properties>`` with ``llm.<metric>.score``,
-  ``.threshold``, ``.passed``, ``.reason``, ``.judge``, ``.cached`` (and ``.error``).
+  ``.threshold``, ``.passed``, ``.reason``, ``.judge``, ``.cached`` (and ``.error``); a
+  repeated verdict adds ``.samples``, ``.unstable`` and ``.decision``.
 - xunit2 (pytest's default): its schema allows no properties on a testcase, so the same
   ``llm.<metric>.<field>=value`` lines go into the testcase's ``<system-out>``.
 - Both: the testsuite's ``<properties>`` carry ``llm.<metric>.n``, ``.mean``, ``.pass_rate``,
@@ -33,7 +34,11 @@ def per_test_properties(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
             (f"{prefix}.cached", str(bool(record.get("cached"))).lower()),
         ]
         if record.get("samples"):
-            props.append((f"{prefix}.samples", ",".join(f"{s:.4f}" for s in record["samples"])))
+            props += [
+                (f"{prefix}.samples", ",".join(f"{s:.4f}" for s in record["samples"])),
+                (f"{prefix}.unstable", str(bool(record.get("unstable"))).lower()),
+                (f"{prefix}.decision", record.get("decision", "")),
+            ]
     return props
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 COLUMNS = (
     "run_id", "timestamp", "test_id", "metric", "score", "raw_score", "argmax_score", "scale_min",
     "scale_max", "reason", "threshold", "passed", "cached", "judge", "latency_s", "prompt_tokens",
-    "completion_tokens", "total_tokens", "samples", "error", "settings",
+    "completion_tokens", "total_tokens", "samples", "unstable", "decision", "error", "settings",
 )
 
 
@@ -69,7 +69,8 @@ class ResultsWriter:
             "prompt_tokens": verdict.usage.get("prompt_tokens"),
             "completion_tokens": verdict.usage.get("completion_tokens"),
             "total_tokens": verdict.usage.get("total_tokens"),
-            "samples": verdict.samples or None, "error": None,
+            "samples": verdict.samples or None, "unstable": verdict.unstable, "decision": verdict.decision,
+            "error": None,
         })
 
     def write_error(self, test_id: str, metric: str, judge: str, error: BaseException) -> None:

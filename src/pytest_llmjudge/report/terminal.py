@@ -57,12 +57,20 @@ def summary_lines(
     if noisy:
         lines.append("judge noise floor (sd of re-judging identical answers): " + ", ".join(
             f"{n} {m.noise_sd:.3f} over {len(m.noise_sds)} cases" for n, m in noisy))
-    if adaptive_budget is not None:
+    adaptive = sum(m.adaptive_verdicts for m in summary.metrics.values())
+    if adaptive_budget is not None and adaptive:
         drawn = sum(m.samples_drawn for m in summary.metrics.values())
-        budget = adaptive_budget * summary.verdicts
+        budget = adaptive_budget * adaptive
         lines.append(f"adaptive repeats: {drawn} samples drawn; a fixed {adaptive_budget} per verdict "
                      f"would take {budget} ({budget - drawn} judge calls saved)")
     lines.extend(extra or [])
+    if summary.k_of_n:
+        lines.append("")
+        lines.append(f"decided k-of-n (min_passes) ({len(summary.k_of_n)}):")
+        for test_id, metric, score, passed, decision in summary.k_of_n[:MAX_FAILURES_SHOWN]:
+            lines.append(f"  {test_id}  {metric}={score:.2f}  {'passed' if passed else 'failed'}: {decision}")
+        if len(summary.k_of_n) > MAX_FAILURES_SHOWN:
+            lines.append(f"  ... and {len(summary.k_of_n) - MAX_FAILURES_SHOWN} more")
     scored = sorted((f for f in summary.failures if f.error is None), key=lambda f: (f.score or 0.0, f.test_id))
     errors = [f for f in summary.failures if f.error is not None]
     if scored:
@@ -72,7 +80,8 @@ def summary_lines(
             reason = " ".join(failure.reason.split())
             if len(reason) > REASON_WIDTH:
                 reason = reason[: REASON_WIDTH - 3] + "..."
-            lines.append(f"  {failure.test_id}  {failure.metric}={failure.score:.2f}  {reason}")
+            decided = f"[{failure.decision}]  " if failure.decision else ""
+            lines.append(f"  {failure.test_id}  {failure.metric}={failure.score:.2f}  {decided}{reason}")
     if errors:
         lines.append("")
         lines.append(f"judge errors ({len(errors)}), not counted as scores:")
