@@ -14,14 +14,12 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import (
     QA_PASS,
     QA_ROWS,
-    QA_TEST,
     LLMRun,
     case_properties,
     case_system_out,
@@ -39,7 +37,6 @@ from pytest_llmjudge.report.results_file import read_results
 #: raw rubric score) and logs every call to ``calls.log`` (one JSON line; workers append too)
 JUDGE_CONFTEST = '''
 import json
-from pathlib import Path
 
 from pytest_llmjudge.judges import FakeJudge
 
@@ -65,7 +62,6 @@ def pytest_llmjudge_make_judge(config, spec):
 #: one test per entry of cases.json ({id: answer}), correctness on the 0-5 rubric
 CASES_TEST = '''
 import json
-from pathlib import Path
 
 import pytest
 
