@@ -37,6 +37,7 @@ from pytest_llmjudge.report.results_file import read_results
 #: raw rubric score) and logs every call to ``calls.log`` (one JSON line; workers append too)
 JUDGE_CONFTEST = '''
 import json
+from pathlib import Path
 
 from pytest_llmjudge.judges import FakeJudge
 
@@ -62,6 +63,7 @@ def pytest_llmjudge_make_judge(config, spec):
 #: one test per entry of cases.json ({id: answer}), correctness on the 0-5 rubric
 CASES_TEST = '''
 import json
+from pathlib import Path
 
 import pytest
 
