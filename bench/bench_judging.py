@@ -37,6 +37,13 @@ CASES = [(f"q{{i}}", f"The answer number {{i}} is Paris, the capital of France."
 def test_case(question, answer, {fixture}):
     {body}
 '''
+FAKE_CONFTEST = '''
+from pytest_llmjudge.judges import FakeJudge
+
+def pytest_llmjudge_make_judge(config, spec):
+    if spec == "fake:inprocess":
+        return FakeJudge(lambda request: {{"reason": "ok", "score": 5}}, name=spec, latency_s={latency})
+'''
 JUDGED = 'assert_llm_score(answer, metric="correctness", input=question, expected="Paris is the capital of France.")'
 PLAIN = "assert answer"
 
@@ -75,34 +82,45 @@ def main() -> None:
             directory.mkdir()
             body, fixture = (JUDGED, "assert_llm_score") if judged else (PLAIN, "request")
             (directory / "test_suite.py").write_text(TEST_FILE.format(n=cases, fixture=fixture, body=body))
+            (directory / "conftest.py").write_text(FAKE_CONFTEST.format(latency=latency))
             return directory
 
-        def measure(name: str, directory: Path, extra: list[str]) -> tuple[float, float, int]:
-            server.reset()
-            wall, cpu, _ = run_pytest(directory, extra)
-            rows.append((name, wall, cpu, server.request_count))
-            return wall, cpu, server.request_count
+        def measure(name: str, directory: Path, extra: list[str], tries: int = 2) -> tuple[float, float, int]:
+            """Best of ``tries`` runs (least CPU): the machine's other load only ever adds time."""
+            best = None
+            for _ in range(tries):
+                server.reset()
+                wall, cpu, _ = run_pytest(directory, extra)
+                if best is None or cpu < best[1]:
+                    best = (wall, cpu, server.request_count)
+            rows.append((name, *best))
+            return best
 
         judge = ["--llm-judge", "openai:fake", "--llm-base-url", server.url]
         off = ["--llm-cache-mode", "off"]
-        plain_n, plain_2n = suite("plain_n", n, False), suite("plain_2n", 2 * n, False)
-        judged_n, judged_2n = suite("judged_n", n, True), suite("judged_2n", 2 * n, True)
+        plain_n, plain_2n = suite("plain_n", n, False), suite("plain_4n", 4 * n, False)
+        judged_n, judged_2n = suite("judged_n", n, True), suite("judged_4n", 4 * n, True)
 
         plain_wall, plain_cpu, _ = measure(f"plain pytest, {n} tests", plain_n, [])
-        _, plain_cpu_2n, _ = measure(f"plain pytest, {2 * n} tests", plain_2n, [])
-        seq_wall, seq_cpu, _ = measure("seq: --llm-concurrency 1", judged_n, judge + off + ["--llm-concurrency", "1"])
+        _, plain_cpu_2n, _ = measure(f"plain pytest, {4 * n} tests", plain_2n, [])
+        seq_wall, seq_cpu, _ = measure("seq: --llm-concurrency 1", judged_n, judge + off + ["--llm-concurrency", "1"], tries=1)
         conc_wall, conc_cpu, _ = measure(f"concurrent: --llm-concurrency {conc}", judged_n, judge + off + ["--llm-concurrency", str(conc)])
-        _, conc_cpu_2n, _ = measure(f"concurrent, {2 * n} cases", judged_2n, judge + off + ["--llm-concurrency", str(conc)])
-        measure("cache cold (fills cache)", judged_n, judge + ["--llm-cache-clear"])
-        measure(f"cache cold, {2 * n} cases", judged_2n, judge + ["--llm-cache-clear"])
+        _, conc_cpu_2n, _ = measure(f"concurrent, {4 * n} cases", judged_2n, judge + off + ["--llm-concurrency", str(conc)])
+        # the same with an in-process judge: the plugin's own CPU, without the HTTP client
+        inproc = ["--llm-judge", "fake:inprocess"] + off + ["--llm-concurrency", str(conc)]
+        _, inproc_cpu, _ = measure("in-process judge (no HTTP)", judged_n, inproc)
+        _, inproc_cpu_2n, _ = measure(f"in-process judge, {4 * n} cases", judged_2n, inproc)
+        measure("cache cold (fills cache)", judged_n, judge + ["--llm-cache-clear"], tries=1)
+        measure(f"cache cold, {4 * n} cases", judged_2n, judge + ["--llm-cache-clear"], tries=1)
         warm_wall, warm_cpu, warm_requests = measure("cache warm (rerun)", judged_n, judge)
-        _, warm_cpu_2n, warm_requests_2n = measure(f"cache warm, {2 * n} cases", judged_2n, judge)
+        _, warm_cpu_2n, warm_requests_2n = measure(f"cache warm, {4 * n} cases", judged_2n, judge)
 
     limit = n * latency / conc
-    # per-case costs from the slope between N and 2N cases: fixed start-up cancels out
-    plain_per_case = (plain_cpu_2n - plain_cpu) / n
-    conc_per_case = (conc_cpu_2n - conc_cpu) / n
-    warm_per_case = (warm_cpu_2n - warm_cpu) / n
+    # per-case costs from the slope between N and 4N cases: fixed start-up cancels out
+    plain_per_case = (plain_cpu_2n - plain_cpu) / (3 * n)
+    conc_per_case = (conc_cpu_2n - conc_cpu) / (3 * n)
+    warm_per_case = (warm_cpu_2n - warm_cpu) / (3 * n)
+    inproc_per_case = (inproc_cpu_2n - inproc_cpu) / (3 * n)
     print(f"\n{n} cases x 1 metric, judge latency {latency * 1000:.0f} ms, concurrency {conc}")
     print(f"{'run':38s} {'wall s':>8s} {'cpu s':>7s} {'requests':>9s} {'req/s':>7s}")
     for name, wall, cpu, requests in rows:
@@ -112,7 +130,8 @@ def main() -> None:
     print(f"concurrent wall / (limit + plain pytest)    {conc_wall / (limit + plain_wall):.2f}x   (target <= 1.3x)")
     print(f"sequential wall / concurrent wall           {seq_wall / conc_wall:.1f}x")
     print(f"pytest's own CPU per test (plain)           {plain_per_case * 1000:.2f} ms")
-    print(f"plugin CPU per judged case above plain      {(conc_per_case - plain_per_case) * 1000:.2f} ms   (target <= 2 ms; client + SDK, slope N->2N)")
+    print(f"plugin CPU per judged case above plain      {(conc_per_case - plain_per_case) * 1000:.2f} ms   (target <= 2 ms; client + SDK, slope N->4N)")
+    print(f"  of which the plugin without HTTP client   {(inproc_per_case - plain_per_case) * 1000:.2f} ms   (in-process judge, same latency)")
     print(f"plugin start-up CPU (judged run, fixed)     {(conc_cpu - n * conc_per_case) - (plain_cpu - n * plain_per_case):.2f} s")
     print(f"warm-cache rerun: judge requests            {warm_requests} and {warm_requests_2n}   (target 0)")
     print(f"warm-cache rerun: CPU per case above plain  {(warm_per_case - plain_per_case) * 1000:.2f} ms   (target <= 2 ms)")
