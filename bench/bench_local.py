@@ -76,7 +76,8 @@ def main() -> None:
     args = parser.parse_args()
     model = args.spec.partition(":")[2]
     cache_dir = str(lt.default_cache_dir())
-    print(f"# local judge bench: {args.spec}, {os.cpu_count()} CPUs, cache {cache_dir}")
+    print(f"# local judge bench: {args.spec}, {os.cpu_count()} CPUs, cache {cache_dir}, "
+          f"load average {os.getloadavg()[0]:.2f} (other processes skew every figure)")
 
     # ---- load times
     if not args.skip_cold and lt.resolve_model(model).gguf_file:
@@ -142,6 +143,17 @@ def main() -> None:
         for thread in threads:
             thread.join()
         best_threads = min(best_threads, time.perf_counter() - started)
+    # ---- the same, all rows forced to 40 tokens (unconstrained): batching without ragged lengths
+    forced = lt._GenKey(False, 0.0, None, 40, None)
+    best_seq_f = best_batch_f = float("inf")
+    for _ in range(args.repeat):
+        started = time.perf_counter()
+        for r in reqs:
+            engine.generate([r], forced, constrained=False, min_new_tokens=40)
+        best_seq_f = min(best_seq_f, time.perf_counter() - started)
+        started = time.perf_counter()
+        engine.generate(reqs, forced, constrained=False, min_new_tokens=40)
+        best_batch_f = min(best_batch_f, time.perf_counter() - started)
     n = len(reqs)
     same = [a.text == b.text for a, b in zip(seq_out, batch_out)]
     print(f"sequential: {best_seq / n:6.2f} s/verdict  {tokens(seq_out) / best_seq:6.1f} tokens/s")
@@ -149,6 +161,9 @@ def main() -> None:
     print(f"threads:    {best_threads / n:6.2f} s/verdict  ({n} threads calling judge() at once)")
     print(f"batch / sequential throughput: {best_seq / best_batch:.2f}x  (target >= 2.5x); "
           f"batch outputs equal sequential: {sum(same)}/{n}")
+    print(f"equal lengths ({n} x 40 tokens, unconstrained): sequential {n * 40 / best_seq_f:.1f} tokens/s, "
+          f"batch {n * 40 / best_batch_f:.1f} tokens/s: {best_seq_f / best_batch_f:.2f}x")
+    print(f"# load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

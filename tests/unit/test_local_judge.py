@@ -203,12 +203,12 @@ def test_batch_equals_sequential(judge: Any, batch: dict) -> None:
 def test_concurrent_callers_are_batched(judge: Any, batch: dict) -> None:
     names = short_rows(batch)
     engine = judge.engine
-    sizes: list[int] = []
-    original = engine.generate
+    sizes: list[float] = []
+    original = engine._decode
 
-    def recording(requests: Any, *args: Any, **kwargs: Any) -> Any:
-        sizes.append(len(requests))
-        return original(requests, *args, **kwargs)
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        original(*args, **kwargs)
+        sizes.append(engine.last_stats["max_active"])
 
     results: dict[str, str] = {}
     barrier = threading.Barrier(len(names))
@@ -217,7 +217,7 @@ def test_concurrent_callers_are_batched(judge: Any, batch: dict) -> None:
         barrier.wait()
         results[name] = judge.judge(batch[name][0]).text
 
-    engine.generate = recording
+    engine._decode = recording
     try:
         threads = [threading.Thread(target=call, args=(n,)) for n in names]
         for thread in threads:
@@ -225,7 +225,7 @@ def test_concurrent_callers_are_batched(judge: Any, batch: dict) -> None:
         for thread in threads:
             thread.join()
     finally:
-        del engine.generate
+        del engine._decode
     assert max(sizes) > 1, sizes
     assert results == {n: batch[n][1].text for n in names}
 
@@ -248,3 +248,16 @@ def test_sampling_still_validates(judge: Any) -> None:
                            sampling=Sampling(temperature=0.9, top_p=0.95, seed=1, max_tokens=400))
     result = judge.judge(sampled)
     assert isinstance(result.parsed, CORRECTNESS.schema)
+
+
+@needs_model
+def test_rows_join_a_running_batch(judge: Any, batch: dict) -> None:
+    """With batch_size=2 the third request takes the place of the first row that finishes."""
+    from pytest_llmjudge.judges.local_transformers import make_local_judge
+
+    names = short_rows(batch)
+    names = (names * 2)[:3] if len(names) < 3 else names
+    small = make_local_judge("smollm2-135m", batch_size=2, max_new_tokens=400)
+    results = small.judge_batch([batch[n][0] for n in names])
+    assert [r.text for r in results] == [batch[n][1].text for n in names]
+    assert small.engine.last_stats["rows"] == 3 and small.engine.last_stats["max_active"] == 2

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -349,31 +350,37 @@ def _tokenizer_data(deps: _Deps, tokenizer: Any, stop_ids: list[int], vocab_size
     return data, strings
 
 
-class _EnforcingProcessor:
-    """A logits processor: each row's next token must keep that row's JSON valid for its schema.
+class _Row:
+    """One request being decoded: its constraint state, its tokens and its recorded score logits."""
 
-    Rows whose JSON is complete may only stop. For rows with a score field it records, per step,
-    the pre-mask logits of the score-vocabulary tokens, whether each was allowed, and the
-    log-sum-exp of the pre-mask logits over the allowed tokens.
+    def __init__(self, pending: _Pending, prompt_ids: list[int], enforcer: Any | None,
+                 capture_ids: list[int], capture_index: Any | None) -> None:
+        self.pending = pending
+        self.prompt_ids = prompt_ids
+        self.enforcer = enforcer
+        self.capture_ids = capture_ids
+        self.capture_index = capture_index
+        self.tokens: list[int] = []
+        #: per step: (pre-mask logits of capture_ids, which were allowed, log-sum-exp over allowed)
+        self.captured: list[tuple[Any, Any, float]] = []
+        self.stopped = False
+
+
+class _Constrainer:
+    """Masks each row's next-token scores to the tokens that keep its JSON valid for its schema.
+
+    Every row has its own lm-format-enforcer state. A row whose JSON object is complete may only
+    stop. Rows with a score field record the pre-mask logits of their score-vocabulary tokens.
     """
 
-    def __init__(
-        self, torch: Any, enforcers: list[Any], prompt_len: int, stop_ids: list[int],
-        capture_ids: list[int], capture_rows: list[int], freetext_index: dict[Any, Any] | None = None,
-    ) -> None:
+    def __init__(self, torch: Any, stop_ids: list[int], freetext_index: dict[Any, Any]) -> None:
         self.torch = torch
-        self.enforcers = enforcers
-        self.prompt_len = prompt_len
-        self.stop_ids = set(stop_ids)
+        self.stop_ids = stop_ids
         self.first_stop = stop_ids[0]
-        self.done = [False] * len(enforcers)
-        self.capture_rows = capture_rows
-        self.capture_index = torch.tensor(capture_ids, dtype=torch.long) if capture_ids else None
-        self.captured: list[tuple[Any, Any, Any]] = []
-        self.elapsed_s = 0.0
         #: index tensors of lm-format-enforcer's cached JSON-string allow-lists (shared per engine)
-        self.freetext_index = freetext_index if freetext_index is not None else {}
-        self._mask: Any = None
+        self.freetext_index = freetext_index
+        self.elapsed_s = 0.0
+        self._buffer: Any = None
 
     def _fill_allowed(self, mask_row: Any, state: Any, allowed: list[int], cache: Any) -> None:
         """Unmask ``allowed``; inside a JSON string most of it is a cached list whose index is reused."""
@@ -390,39 +397,39 @@ class _EnforcingProcessor:
                 index = self.freetext_index.get((min_remaining, max_allowed))
                 if index is None:
                     index = self.freetext_index[(min_remaining, max_allowed)] = torch.tensor(base, dtype=torch.long)
-                mask_row.index_fill_(0, index, 0.0)
+                mask_row.index_fill_(0, index.to(mask_row.device), 0.0)
                 if len(allowed) > n:
-                    mask_row.index_fill_(0, torch.tensor(allowed[n:], dtype=torch.long), 0.0)
+                    mask_row.index_fill_(0, torch.tensor(allowed[n:], dtype=torch.long, device=mask_row.device), 0.0)
                 return
-        mask_row.index_fill_(0, torch.tensor(allowed, dtype=torch.long), 0.0)
+        mask_row.index_fill_(0, torch.tensor(allowed, dtype=torch.long, device=mask_row.device), 0.0)
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def __call__(self, rows: Sequence[_Row], scores: Any, min_new_tokens: int | None = None) -> Any:
+        """Mask ``scores`` (rows x vocab, float) in place and return it."""
         started = time.perf_counter()
         torch = self.torch
-        generated = input_ids[:, self.prompt_len:].tolist()
-        if self._mask is None or self._mask.shape != scores.shape:
-            self._mask = torch.empty_like(scores)  # reused: a fresh buffer per step costs page faults
-        mask = self._mask
+        count = scores.shape[0]
+        if self._buffer is None or self._buffer.shape[0] < count or self._buffer.shape[1] != scores.shape[1] \
+                or self._buffer.device != scores.device:
+            self._buffer = torch.empty_like(scores)  # reused: a fresh buffer per step costs page faults
+        mask = self._buffer[:count]
         mask.fill_(float("-inf"))
-        for row, enforcer in enumerate(self.enforcers):
-            tokens = generated[row]
-            if self.done[row] or (tokens and tokens[-1] in self.stop_ids):
-                self.done[row] = True
-                mask[row] = 0.0
+        for i, row in enumerate(rows):
+            if row.enforcer is None:  # unconstrained (benchmarks)
+                mask[i] = 0.0
+                if min_new_tokens and len(row.tokens) < min_new_tokens:
+                    mask[i, self.stop_ids] = float("-inf")
                 continue
-            allowed = enforcer.get_allowed_tokens(tokens).allowed_tokens
-            state = enforcer.prefix_states[tuple(tokens)]
+            allowed = row.enforcer.get_allowed_tokens(row.tokens).allowed_tokens
+            state = row.enforcer.prefix_states[tuple(row.tokens)]
             if state.parser.can_end():  # the JSON object is complete: stop
-                mask[row, self.first_stop] = 0.0
-                continue
-            self._fill_allowed(mask[row], state, allowed, enforcer.tokenizer_tree.json_freetext_tokens)
-        if self.capture_index is not None:
-            rows = self.capture_rows
-            lse = torch.logsumexp(scores[rows] + mask[rows], dim=-1)
-            picked = scores[rows][:, self.capture_index].clone()
-            ok = mask[rows][:, self.capture_index] == 0.0
-            self.captured.append((picked, ok, lse))
-        scores += mask  # in place: generate() keeps no other reference to these scores
+                mask[i, self.first_stop] = 0.0
+            else:
+                self._fill_allowed(mask[i], state, allowed, row.enforcer.tokenizer_tree.json_freetext_tokens)
+            if row.capture_index is not None:
+                index = row.capture_index
+                lse = float(torch.logsumexp(scores[i] + mask[i], dim=-1))
+                row.captured.append((scores[i, index].clone(), mask[i, index] == 0.0, lse))
+        scores += mask
         self.elapsed_s += time.perf_counter() - started
         return scores
 
@@ -478,6 +485,7 @@ class _Engine:
         tokenizer.padding_side = "left"
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.context_len = int(getattr(model.config, "max_position_embeddings", 0) or 0)
+        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
         self.tokenizer_data, self.token_strings = _tokenizer_data(
             self.deps, tokenizer, stops, self.vocab_size
         )
@@ -492,6 +500,7 @@ class _Engine:
         #: figures and raw tokens of the last generate() call, for benchmarks and tests
         self.last_stats: dict[str, float] = {}
         self.last_tokens: list[list[int]] = []
+        self.last_steps: list[tuple[int, float]] = []
 
     # ---- queue
 
@@ -533,18 +542,32 @@ class _Engine:
             batch = same[: first.batch_size]
             taken = {id(p) for p in batch}
             self._queue = [p for p in self._queue if id(p) not in taken]
+        handled = list(batch)
         try:
-            results = self.generate([p.request for p in batch], first.key)
-        except Exception as exc:  # a crash in generate must not hang the other callers
+            self._decode(batch, first.key, refill=handled)
+        except Exception as exc:  # a crash must not hang the other callers
             message = f"the local judge failed: {type(exc).__name__}: {exc}"
-            results = [JudgeError(message) for _ in batch]
-        now = time.perf_counter()
+            for pending in handled:
+                if pending.result is None:
+                    self._deliver(pending, JudgeError(message))
+
+    def _deliver(self, pending: _Pending, result: JudgeResponse | JudgeError) -> None:
+        if isinstance(result, JudgeResponse):
+            result.latency_s = time.perf_counter() - pending.submitted
         with self._cond:
-            for pending, result in zip(batch, results):
-                if isinstance(result, JudgeResponse):
-                    result.latency_s = now - pending.submitted
-                pending.result = result
+            pending.result = result
             self._cond.notify_all()
+
+    def _take(self, key: _GenKey, count: int) -> list[_Pending]:
+        """Up to ``count`` queued requests that can join a running batch with ``key``."""
+        if count <= 0:
+            return []
+        with self._cond:
+            more = [p for p in self._queue if p.key == key][:count]
+            if more:
+                taken = {id(p) for p in more}
+                self._queue = [p for p in self._queue if id(p) not in taken]
+        return more
 
     # ---- generation
 
@@ -588,129 +611,197 @@ class _Engine:
         self, requests: Sequence[JudgeRequest], key: _GenKey, *, constrained: bool = True,
         min_new_tokens: int | None = None,
     ) -> list[JudgeResponse | JudgeError]:
-        """Generate one left-padded batch; each row constrained to its request's schema."""
-        with self._gen_lock:
-            prompts = [self.render(r.messages) for r in requests]
-            results: list[JudgeResponse | JudgeError | None] = [None] * len(requests)
-            keep: list[int] = []
-            for row, prompt in enumerate(prompts):
-                count = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-                if self.context_len and count + key.max_new_tokens > self.context_len:
-                    results[row] = JudgeError(
-                        f"the prompt is {count} tokens and max_new_tokens={key.max_new_tokens}: more "
-                        f"than the local judge's context of {self.context_len} tokens; shorten the "
-                        "answer or context, or lower max_new_tokens"
-                    )
-                else:
-                    keep.append(row)
-            if keep:
-                done = self._run([requests[i] for i in keep], [prompts[i] for i in keep], key,
-                                 constrained, min_new_tokens)
-                for row, result in zip(keep, done):
-                    results[row] = result
-            return [r for r in results if r is not None]
+        """Decode ``requests`` as one batch, bypassing the queue (benchmarks, tests)."""
+        pendings = [_Pending(r, key, len(requests), 0.0) for r in requests]
+        self._decode(pendings, key, refill=None, constrained=constrained, min_new_tokens=min_new_tokens)
+        return [p.result for p in pendings if p.result is not None]
 
-    def _run(
-        self, requests: list[JudgeRequest], prompts: list[str], key: _GenKey, constrained: bool,
-        min_new_tokens: int | None,
-    ) -> list[JudgeResponse | JudgeError]:
+    def _rows(self, pendings: Sequence[_Pending], key: _GenKey, constrained: bool) -> list[_Row]:
+        """Rows for the pendings whose prompt fits the context; the others get their JudgeError."""
         deps = self.deps
-        torch = deps.torch
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        input_ids = batch["input_ids"].to(self.device)
-        attention = batch["attention_mask"].to(self.device)
-        prompt_len = int(input_ids.shape[1])
-        prompt_tokens = [int(n) for n in attention.sum(dim=1).tolist()]
-
-        processor = None
-        capture_rows = [i for i, r in enumerate(requests) if r.score_field and r.score_values]
-        capture_ids = sorted({t for i in capture_rows for t in self.score_vocab(tuple(requests[i].score_values))})
-        if constrained:
-            enforcers = []
-            for request in requests:
+        rows = []
+        for pending in pendings:
+            request = pending.request
+            ids = self.tokenizer(self.render(request.messages), add_special_tokens=False)["input_ids"]
+            if self.context_len and len(ids) + key.max_new_tokens > self.context_len:
+                self._deliver(pending, JudgeError(
+                    f"the prompt is {len(ids)} tokens and max_new_tokens={key.max_new_tokens}: more "
+                    f"than the local judge's context of {self.context_len} tokens; shorten the "
+                    "answer or context, or lower max_new_tokens"
+                ))
+                continue
+            enforcer = None
+            capture: list[int] = []
+            if constrained:
                 parser = deps.JsonSchemaParser(self.schema_json(request.schema))
                 enforcer = deps.TokenEnforcer(self.tokenizer_data, parser)
                 parser.config.force_json_field_order = True  # reason before score, as the prompts ask
-                enforcers.append(enforcer)
-            processor = _EnforcingProcessor(
-                torch, enforcers, prompt_len, self.stop_ids,
-                capture_ids if capture_rows else [], capture_rows if capture_ids else [],
-                self._freetext_index,
-            )
-        config = deps.transformers.GenerationConfig(
-            max_new_tokens=key.max_new_tokens,
-            min_new_tokens=min_new_tokens,
-            do_sample=key.do_sample,
-            temperature=key.temperature if key.do_sample else None,
-            top_p=key.top_p if key.do_sample else None,
-            top_k=None,
-            eos_token_id=self.stop_ids,
-            pad_token_id=self.pad_id,
-            bos_token_id=self.model.generation_config.bos_token_id,
-        )
-        if key.do_sample and key.seed is not None:
-            torch.manual_seed(key.seed)
+                if request.score_field and request.score_values:
+                    capture = self.score_vocab(tuple(request.score_values))
+            index = deps.torch.tensor(capture, dtype=deps.torch.long, device=self.device) if capture else None
+            rows.append(_Row(pending, list(ids), enforcer, capture, index))
+        return rows
+
+    def _forward(self, input_ids: Any, attention: Any, positions: Any, cache: Any) -> Any:
+        """One forward pass; the float32 logits of the last position of each row."""
+        kwargs: dict[str, Any] = {}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
+                         past_key_values=cache, use_cache=True, **kwargs)
+        return out.logits[:, -1, :].float()
+
+    def _prefill(self, rows: Sequence[_Row]) -> tuple[Any, Any, Any]:
+        """Run the rows' left-padded prompts: (cache, attention mask, next-token logits)."""
+        torch = self.deps.torch
+        length = max(len(r.prompt_ids) for r in rows)
+        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            n = len(row.prompt_ids)
+            ids[i, length - n:] = torch.tensor(row.prompt_ids, dtype=torch.long)
+            attention[i, length - n:] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        ids, attention, positions = ids.to(self.device), attention.to(self.device), positions.to(self.device)
+        cache = self.deps.transformers.DynamicCache()
+        logits = self._forward(ids, attention, positions, cache)
+        return cache, attention, logits
+
+    @staticmethod
+    def _left_pad(torch: Any, cache: Any, attention: Any, length: int) -> Any:
+        extra = length - attention.shape[1]
+        if extra <= 0:
+            return attention
+        for layer in cache.layers:
+            layer.keys = torch.nn.functional.pad(layer.keys, (0, 0, extra, 0))
+            layer.values = torch.nn.functional.pad(layer.values, (0, 0, extra, 0))
+        return torch.nn.functional.pad(attention, (extra, 0))
+
+    def _decode(
+        self, pendings: Sequence[_Pending], key: _GenKey, *, refill: list[_Pending] | None,
+        constrained: bool = True, min_new_tokens: int | None = None,
+    ) -> None:
+        """Decode the pendings as one left-padded batch and deliver each result when its row ends.
+
+        Finished rows leave the batch at once; with ``refill`` (the list of pendings handled so
+        far), queued requests with the same key take the free places as they open.
+        """
+        torch = self.deps.torch
         started = time.perf_counter()
-        with torch.inference_mode():
-            sequences = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=attention,
-                generation_config=config,
-                logits_processor=[processor] if processor is not None else None,
-            )
-        elapsed = time.perf_counter() - started
-        generated = sequences[:, prompt_len:].tolist()
-        self.last_tokens = generated
-        steps = len(generated[0]) if generated else 0
-        self.last_stats = {
-            "rows": float(len(requests)), "steps": float(steps), "generate_s": elapsed,
-            "enforcer_s": processor.elapsed_s if processor is not None else 0.0,
-        }
-        results: list[JudgeResponse | JudgeError] = []
-        for row, (request, tokens) in enumerate(zip(requests, generated)):
-            stopped = False
-            for position, token in enumerate(tokens):
-                if token in self.stop_ids:
-                    tokens, stopped = tokens[:position], True
+        steps = total_rows = max_active = 0
+        constrainer = _Constrainer(torch, self.stop_ids, self._freetext_index)
+        generator = None
+        if key.do_sample:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(key.seed if key.seed is not None else int(time.time_ns() % 2**63))
+        batch_size = max((p.batch_size for p in pendings), default=1)
+        rows: list[_Row] = []
+        cache = attention = logits = None
+        waiting = list(pendings)
+        step_log: list[tuple[int, float]] = []
+        with self._gen_lock, torch.inference_mode():
+            while True:
+                # new rows: prefill them and merge them into the running batch
+                if refill is not None and len(rows) + len(waiting) < batch_size:
+                    more = self._take(key, batch_size - len(rows) - len(waiting))
+                    refill.extend(more)
+                    waiting.extend(more)
+                if waiting:
+                    new_rows = self._rows(waiting, key, constrained)
+                    waiting = []
+                    if new_rows:
+                        total_rows += len(new_rows)
+                        new_cache, new_attention, new_logits = self._prefill(new_rows)
+                        if rows:
+                            length = max(attention.shape[1], new_attention.shape[1])
+                            attention = self._left_pad(torch, cache, attention, length)
+                            new_attention = self._left_pad(torch, new_cache, new_attention, length)
+                            for layer, new_layer in zip(cache.layers, new_cache.layers):
+                                layer.keys = torch.cat([layer.keys, new_layer.keys])
+                                layer.values = torch.cat([layer.values, new_layer.values])
+                            attention = torch.cat([attention, new_attention])
+                            logits = torch.cat([logits, new_logits])
+                        else:
+                            cache, attention, logits = new_cache, new_attention, new_logits
+                        rows.extend(new_rows)
+                if not rows:
                     break
-            text = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            usage = {
-                "prompt_tokens": prompt_tokens[row],
-                "completion_tokens": len(tokens),
-                "total_tokens": prompt_tokens[row] + len(tokens),
-            }
-            self.last_stats[f"tokens_{row}"] = float(len(tokens))
-            if not constrained:
-                results.append(JudgeResponse(text=text, usage=usage))
-                continue
-            try:
-                parsed = request.schema.model_validate_json(text)
-            except ValidationError as exc:
-                if not stopped:
-                    results.append(JudgeError(
-                        f"the local judge ran out of tokens (max_new_tokens={key.max_new_tokens}) before "
-                        "closing the JSON; raise max_new_tokens"
-                    ))
+                max_active = max(max_active, len(rows))
+                steps += 1
+                step_started = time.perf_counter()
+                scores = logits
+                if constrained or min_new_tokens:
+                    scores = constrainer(rows, scores, min_new_tokens)
+                if key.do_sample:
+                    next_tokens = _sample(torch, scores, key, generator)
                 else:
-                    results.append(JudgeError(
-                        f"the local judge's constrained reply does not validate ({exc.error_count()} "
-                        f"errors: {exc.errors()[0]['msg']}): {text[:200]!r}"
-                    ))
-                continue
-            distribution = None
-            if processor is not None and row in processor.capture_rows and request.score_field:
-                distribution = self._score_distribution(
-                    request, text, tokens, processor, processor.capture_rows.index(row), capture_ids
+                    next_tokens = scores.argmax(dim=-1)
+                keep = []
+                for i, (row, token) in enumerate(zip(rows, next_tokens.tolist())):
+                    if token in self.stop_ids:
+                        row.stopped = True
+                        self._deliver(row.pending, self._result(row, key, constrained))
+                        continue
+                    row.tokens.append(int(token))
+                    if len(row.tokens) >= key.max_new_tokens:
+                        self._deliver(row.pending, self._result(row, key, constrained))
+                        continue
+                    keep.append(i)
+                if len(keep) < len(rows):
+                    rows = [rows[i] for i in keep]
+                    if not rows:
+                        cache = attention = logits = None
+                        continue
+                    index = torch.tensor(keep, dtype=torch.long, device=attention.device)
+                    cache.batch_select_indices(index)
+                    attention = attention[index]
+                    next_tokens = next_tokens[index]
+                    start = int((attention.sum(dim=0) > 0).nonzero()[0])
+                    if start > 0:  # columns that are padding in every remaining row
+                        for layer in cache.layers:
+                            layer.keys = layer.keys[:, :, start:].contiguous()
+                            layer.values = layer.values[:, :, start:].contiguous()
+                        attention = attention[:, start:]
+                attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=1)
+                positions = torch.tensor([[len(r.prompt_ids) + len(r.tokens) - 1] for r in rows],
+                                         dtype=torch.long, device=attention.device)
+                logits = self._forward(next_tokens[:, None], attention, positions, cache)
+                step_log.append((len(rows), time.perf_counter() - step_started))
+        self.last_steps = step_log
+        self.last_stats = {
+            "rows": float(total_rows), "steps": float(steps), "max_active": float(max_active),
+            "generate_s": time.perf_counter() - started, "enforcer_s": constrainer.elapsed_s,
+        }
+
+    def _result(self, row: _Row, key: _GenKey, constrained: bool) -> JudgeResponse | JudgeError:
+        """The response for a finished row: validated, with its score distribution."""
+        tokens = row.tokens
+        self.last_tokens = [list(tokens)]
+        request = row.pending.request
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        usage = {"prompt_tokens": len(row.prompt_ids), "completion_tokens": len(tokens),
+                 "total_tokens": len(row.prompt_ids) + len(tokens)}
+        if not constrained:
+            return JudgeResponse(text=text, usage=usage)
+        try:
+            parsed = request.schema.model_validate_json(text)
+        except ValidationError as exc:
+            if not row.stopped:
+                return JudgeError(
+                    f"the local judge ran out of tokens (max_new_tokens={key.max_new_tokens}) before "
+                    "closing the JSON; raise max_new_tokens"
                 )
-            results.append(JudgeResponse(text=text, usage=usage, score_distribution=distribution, parsed=parsed))
-        return results
+            return JudgeError(
+                f"the local judge's constrained reply does not validate ({exc.error_count()} "
+                f"errors: {exc.errors()[0]['msg']}): {text[:200]!r}"
+            )
+        distribution = self._score_distribution(request, text, row) if row.capture_ids else None
+        return JudgeResponse(text=text, usage=usage, score_distribution=distribution, parsed=parsed)
 
     # ---- score probabilities
 
-    def _score_distribution(
-        self, request: JudgeRequest, text: str, tokens: list[int], processor: _EnforcingProcessor,
-        capture_row: int, capture_ids: list[int],
-    ) -> dict[int, float] | None:
+    def _score_distribution(self, request: JudgeRequest, text: str, row: _Row) -> dict[int, float] | None:
+        tokens, captured = row.tokens, row.captured
         position = _top_level_value_position(text, str(request.score_field))
         if position is None:
             return None
@@ -720,19 +811,18 @@ class _Engine:
             if len(decode(tokens[:k])) <= position:
                 step = k
                 break
-        if step is None or step >= len(processor.captured):
+        if step is None or step >= len(captured):
             return None
         lead = text[len(decode(tokens[:step])):position]
         if lead.strip(_WHITESPACE):
             return None  # the digit shares its token with punctuation: no clean distribution
-        column = {token: i for i, token in enumerate(capture_ids)}
+        column = {token: i for i, token in enumerate(row.capture_ids)}
         values = [int(v) for v in request.score_values]
         texts = {v: str(v) for v in values}
         mass = {v: 0.0 for v in values}
 
         def walk(at: int, consumed: str, lead_text: str, weight: float) -> None:
-            picked, ok, lse = processor.captured[at]
-            logits, allowed, total = picked[capture_row], ok[capture_row], float(lse[capture_row])
+            logits, allowed, total = captured[at]
             candidates: dict[int, str] = {}
             for value in values:
                 full = texts[value]
@@ -760,7 +850,7 @@ class _Engine:
                 so_far = candidates[token]
                 longer = any(t.startswith(so_far) and len(t) > len(so_far) for t in texts.values())
                 exact = [v for v in values if texts[v] == so_far]
-                if longer and token == chosen and at + 1 < len(processor.captured):
+                if longer and token == chosen and at + 1 < len(captured):
                     walk(at + 1, so_far, "", weight * p)
                 elif exact:
                     mass[exact[0]] += weight * p
@@ -771,6 +861,19 @@ class _Engine:
         if total_mass <= 0:
             return None
         return {v: m / total_mass for v, m in mass.items()}
+
+
+def _sample(torch: Any, scores: Any, key: _GenKey, generator: Any) -> Any:
+    """Sample one token per row with temperature and nucleus (top-p) filtering."""
+    logits = scores / max(key.temperature, 1e-5)
+    if key.top_p is not None and key.top_p < 1.0:
+        ordered, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
+        drop = cumulative - ordered.softmax(dim=-1) > key.top_p  # keep the token that crosses top_p
+        ordered = ordered.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, ordered)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 def _top_level_value_position(text: str, key: str) -> int | None:
