@@ -2,7 +2,8 @@
 
 Prints: cold load (GGUF -> safetensors conversion) and warm load; seconds per verdict and tokens/s
 constrained vs unconstrained (same number of tokens, batch of one); batch-8 vs sequential
-throughput, and 16 threads calling ``judge()`` at once (the batching queue).
+throughput, one thread per case calling ``judge()`` at once (the batching queue), and a queue
+three batches deep (finished rows are replaced by waiting requests).
 
     python bench/bench_local.py [--spec local:smollm2-135m] [--cases 8] [--repeat 2] [--skip-cold]
 
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=2, help="runs of each measurement (best is kept)")
     parser.add_argument("--skip-cold", action="store_true", help="skip the GGUF conversion timing")
+    parser.add_argument("--dtype", default=None, help="e.g. bfloat16 (default: the model's, float32)")
     args = parser.parse_args()
     model = args.spec.partition(":")[2]
     cache_dir = str(lt.default_cache_dir())
@@ -92,7 +94,7 @@ def main() -> None:
     lt.make_local_judge(model)  # make sure the default cache holds the converted copy
     lt._engines.clear()
     started = time.perf_counter()
-    judge = lt.make_local_judge(model)
+    judge = lt.make_local_judge(model, **({"dtype": args.dtype} if args.dtype else {}))
     print(f"warm load (in process, import done):  {time.perf_counter() - started:6.2f} s")
     print(f"warm load (fresh process, w/ import): {fresh_process_load(model, cache_dir):6.2f} s")
 
@@ -107,9 +109,9 @@ def main() -> None:
     for _ in range(args.repeat):
         for request in reqs:
             key = judge._key(request)
-            engine.generate([request], key)
+            [response] = engine.generate([request], key)
             stats = dict(engine.last_stats)
-            n = int(stats["tokens_0"]) + 1  # + the stop token
+            n = response.usage["completion_tokens"] + 1  # + the stop token
             constrained_pt.append(stats["generate_s"] / n)
             enforcer_pt.append(stats["enforcer_s"] / n)
             free_key = lt._GenKey(False, 0.0, None, n, None)
@@ -143,6 +145,12 @@ def main() -> None:
         for thread in threads:
             thread.join()
         best_threads = min(best_threads, time.perf_counter() - started)
+    # ---- a queue three batches deep: finished rows are replaced by waiting requests
+    many = requests(3 * args.cases)
+    started = time.perf_counter()
+    queue_out = judge.judge_batch(many)
+    queue_s = time.perf_counter() - started
+
     # ---- the same, all rows forced to 40 tokens (unconstrained): batching without ragged lengths
     forced = lt._GenKey(False, 0.0, None, 40, None)
     best_seq_f = best_batch_f = float("inf")
@@ -161,6 +169,8 @@ def main() -> None:
     print(f"threads:    {best_threads / n:6.2f} s/verdict  ({n} threads calling judge() at once)")
     print(f"batch / sequential throughput: {best_seq / best_batch:.2f}x  (target >= 2.5x); "
           f"batch outputs equal sequential: {sum(same)}/{n}")
+    print(f"queue of {len(many)} (batch {judge.options.batch_size}, rows refilled): {queue_s / len(many):6.2f} s/verdict  "
+          f"{tokens(queue_out) / queue_s:6.1f} tokens/s: {(tokens(queue_out) / queue_s) / (tokens(seq_out) / best_seq):.2f}x sequential")
     print(f"equal lengths ({n} x 40 tokens, unconstrained): sequential {n * 40 / best_seq_f:.1f} tokens/s, "
           f"batch {n * 40 / best_batch_f:.1f} tokens/s: {best_seq_f / best_batch_f:.2f}x")
     print(f"# load average at the end: {os.getloadavg()[0]:.2f}")
