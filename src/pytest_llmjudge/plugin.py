@@ -13,6 +13,7 @@ import pytest
 from . import hookspecs
 from .assertion import ItemVerdicts, assert_llm_score as _assert_llm_score, failure_longrepr, items_key
 from .errors import DatasetError, JudgeError, LLMJudgeError
+from .heap import freeze_if_pending
 from .judges import Judge, make_judge
 from .report import junit
 from .report.collect import GateResult, RunSummary
@@ -213,6 +214,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     """Concurrent judging: run ahead, hold reports until verdicts arrive, log in order."""
+    freeze_if_pending()  # between two tests: a judge SDK imported meanwhile leaves the GC's way
     session = item.config.stash[session_key]
     if not session.concurrent:
         return None

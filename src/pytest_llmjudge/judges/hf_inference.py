@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import JudgeError
+from ..heap import note_heavy_import
 from ..secrets import redact
 from .base import JudgeRequest, JudgeResponse, with_schema_in_prompt
 from .parsing import score_distribution_from_top_logprobs
@@ -35,6 +36,7 @@ class HFInferenceJudge:
     ) -> None:
         from huggingface_hub import InferenceClient
 
+        note_heavy_import()
         token = os.environ.get("HF_TOKEN") or None
         self.model = model
         self.name = f"hf:{model}"

@@ -50,6 +50,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, JudgeError
+from ..heap import note_heavy_import
 from .base import JudgeRequest, JudgeResponse, Message
 
 SMOLLM2_ALIAS = "smollm2-135m"
@@ -104,6 +105,7 @@ def _import_deps() -> _Deps:
         ) from None
     deps = _Deps(torch, transformers, TokenEnforcer, TokenEnforcerTokenizerData, JsonSchemaParser)
     _deps_cache.append(deps)
+    note_heavy_import()
     return deps
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, JudgeError
+from ..heap import note_heavy_import
 from ..secrets import redact
 from .base import JudgeRequest, JudgeResponse, with_schema_in_prompt
 from .parsing import score_distribution_from_top_logprobs
@@ -64,6 +65,7 @@ class OpenAIJudge:
             if self._client is None:
                 import openai
 
+                note_heavy_import()
                 # local servers (vLLM, llama.cpp, Ollama) ignore the key; the SDK insists on one
                 api_key = os.environ.get("OPENAI_API_KEY") or "no-key"
                 # one client (one connection pool) per judge; our own retries (shared budget,
@@ -95,36 +97,37 @@ class OpenAIJudge:
                         raise JudgeError(f"{self.name}: {rejected}", judge=self.name) from None
 
     def _call(self, request: JudgeRequest, mode: str, logprobs: bool) -> JudgeResponse:
-        kwargs: dict[str, Any] = {"model": self.model, "temperature": request.sampling.temperature}
+        body: dict[str, Any] = {"model": self.model, "temperature": request.sampling.temperature}
         if request.sampling.top_p is not None:
-            kwargs["top_p"] = request.sampling.top_p
+            body["top_p"] = request.sampling.top_p
         if request.sampling.max_tokens is not None:
-            kwargs["max_tokens"] = request.sampling.max_tokens
+            body["max_tokens"] = request.sampling.max_tokens
         if request.sampling.seed is not None:
-            kwargs["seed"] = request.sampling.seed
+            body["seed"] = request.sampling.seed
         if logprobs:
-            kwargs["logprobs"] = True
-            kwargs["top_logprobs"] = 10
+            body["logprobs"] = True
+            body["top_logprobs"] = 10
         schema = request.schema_json()
         messages: list[dict[str, str]] = [dict(m) for m in request.messages]
-        # response_format goes in extra_body: the SDK sends it as is instead of walking the
-        # schema through its request transformer on every call (the largest CPU cost per request)
         if mode == "json_schema":
-            kwargs["extra_body"] = {"response_format": {
+            body["response_format"] = {
                 "type": "json_schema",
                 "json_schema": {"name": request.schema.__name__, "schema": schema, "strict": False},
-            }}
+            }
         elif mode == "json_object":
-            kwargs["extra_body"] = {"response_format": {"type": "json_object", "schema": schema}}
+            body["response_format"] = {"type": "json_object", "schema": schema}
             messages = with_schema_in_prompt(request.messages, request.schema)
         else:
             messages = with_schema_in_prompt(request.messages, request.schema)
+        body["messages"] = messages
         client = self._sdk()
 
         def send() -> Any:
-            # the raw response skips building the SDK's pydantic models; we read plain JSON
-            raw = client.chat.completions.with_raw_response.create(messages=messages, **kwargs)
-            return json.loads(raw.text)
+            # The SDK's documented low-level call for the chat-completions route: it keeps the
+            # SDK's auth, headers, timeouts and typed errors, but skips walking every message
+            # through the request transformer and building response models (most of the SDK's
+            # CPU per request). The reply comes back as text and is read as plain JSON.
+            return json.loads(client.post("/chat/completions", body=body, cast_to=str))
 
         started = time.perf_counter()
         completion = call_with_retries(
