@@ -14,18 +14,25 @@ test holds is frozen with it.
 from __future__ import annotations
 
 import gc
+import importlib
+import sys
 import threading
+from types import ModuleType
 
 _pending = threading.Event()
 
 
-def note_heavy_import() -> None:
-    """A backend imported a large SDK: freeze the heap at the next test boundary."""
-    _pending.set()
+def import_heavy(name: str) -> ModuleType:
+    """``importlib.import_module(name)``; a first import freezes the heap at the next test boundary."""
+    fresh = name not in sys.modules
+    module = importlib.import_module(name)
+    if fresh:
+        _pending.set()
+    return module
 
 
 def freeze_if_pending() -> None:
-    """Collect once, then freeze the heap; a no-op unless :func:`note_heavy_import` ran."""
+    """Collect once, then freeze the heap; a no-op unless :func:`import_heavy` imported something."""
     if not _pending.is_set():
         return
     _pending.clear()

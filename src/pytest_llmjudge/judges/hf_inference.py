@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import JudgeError
-from ..heap import note_heavy_import
+from ..heap import import_heavy
 from ..secrets import redact
 from .base import JudgeRequest, JudgeResponse, with_schema_in_prompt
 from .parsing import score_distribution_from_top_logprobs
@@ -34,9 +34,8 @@ class HFInferenceJudge:
     def __init__(
         self, model: str, *, base_url: str | None = None, timeout: float = 60.0, max_retries: int = 4
     ) -> None:
-        from huggingface_hub import InferenceClient
+        InferenceClient = import_heavy("huggingface_hub").InferenceClient
 
-        note_heavy_import()
         token = os.environ.get("HF_TOKEN") or None
         self.model = model
         self.name = f"hf:{model}"

@@ -50,7 +50,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, JudgeError
-from ..heap import note_heavy_import
+from ..heap import import_heavy
 from .base import JudgeRequest, JudgeResponse, Message
 
 SMOLLM2_ALIAS = "smollm2-135m"
@@ -91,8 +91,8 @@ def _import_deps() -> _Deps:
     if _deps_cache:
         return _deps_cache[0]
     try:
-        import torch
-        import transformers
+        torch = import_heavy("torch")
+        transformers = import_heavy("transformers")
     except ImportError as exc:
         raise ConfigError(f"the local judge needs torch and transformers ({exc}): {INSTALL_HINT}") from None
     try:
@@ -105,7 +105,6 @@ def _import_deps() -> _Deps:
         ) from None
     deps = _Deps(torch, transformers, TokenEnforcer, TokenEnforcerTokenizerData, JsonSchemaParser)
     _deps_cache.append(deps)
-    note_heavy_import()
     return deps
 
 

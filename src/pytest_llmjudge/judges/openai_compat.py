@@ -10,7 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError, JudgeError
-from ..heap import note_heavy_import
+from ..heap import import_heavy
 from ..secrets import redact
 from .base import JudgeRequest, JudgeResponse, with_schema_in_prompt
 from .parsing import score_distribution_from_top_logprobs
@@ -63,9 +63,7 @@ class OpenAIJudge:
         """The SDK client, built on the first real call (a warm-cache run never imports openai)."""
         with self._client_lock:
             if self._client is None:
-                import openai
-
-                note_heavy_import()
+                openai = import_heavy("openai")
                 # local servers (vLLM, llama.cpp, Ollama) ignore the key; the SDK insists on one
                 api_key = os.environ.get("OPENAI_API_KEY") or "no-key"
                 # one client (one connection pool) per judge; our own retries (shared budget,

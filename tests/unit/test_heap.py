@@ -1,0 +1,79 @@
+"""The heap freeze after a judge SDK's first import (heap.py)."""
+
+from __future__ import annotations
+
+import gc
+import sys
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_llmjudge import heap
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    heap._pending.clear()
+    yield
+    heap._pending.clear()
+    gc.unfreeze()
+
+
+def test_a_first_import_freezes_the_heap_at_the_next_boundary(unfrozen: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+    heap.import_heavy("colorsys")
+    before = gc.get_freeze_count()
+    heap.freeze_if_pending()
+    assert gc.get_freeze_count() > before
+    assert "colorsys" in sys.modules
+
+
+def test_an_already_imported_module_freezes_nothing(unfrozen: None) -> None:
+    heap.import_heavy("json")  # imported long ago
+    gc.unfreeze()
+    heap.freeze_if_pending()
+    assert gc.get_freeze_count() == 0
+
+
+def test_garbage_is_collected_before_the_freeze(unfrozen: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Cycle:
+        pass
+
+    gc.disable()  # the cycle below must still be garbage when the freeze comes
+    try:
+        a, b = Cycle(), Cycle()
+        a.other, b.other = b, a
+        alive = weakref.ref(a)
+        del a, b
+        monkeypatch.delitem(sys.modules, "colorsys", raising=False)
+        heap.import_heavy("colorsys")
+        assert alive() is not None
+        heap.freeze_if_pending()
+    finally:
+        gc.enable()
+    assert alive() is None  # collected, not frozen for the rest of the run
+
+
+SUITE = """
+import gc
+
+def test_first(assert_llm_score):
+    assert_llm_score("Paris.", input="Capital of France?", expected="Paris", threshold=0.0)
+
+def test_second():
+    print("FROZEN", gc.get_freeze_count())
+"""
+
+
+@pytest.mark.parametrize("judge_sdk", [True, False], ids=["openai-judge", "no-judge-call"])
+def test_the_plugin_freezes_after_the_openai_import(pytester: pytest.Pytester, server, judge_sdk: bool) -> None:
+    source = SUITE if judge_sdk else SUITE.replace("assert_llm_score(", "(lambda *a, **k: None)(")
+    pytester.makepyfile(test_suite=source)
+    result = pytester.runpytest_subprocess(
+        "-s", "--llm-judge", "openai:fake", "--llm-base-url", server.url, "--llm-cache-mode", "off",
+        "--llm-concurrency", "1", timeout=60,
+    )
+    result.assert_outcomes(passed=2)
+    frozen = int(next(line for line in result.outlines if "FROZEN" in line).split("FROZEN ")[1].split()[0])
+    assert (frozen > 0) is judge_sdk
