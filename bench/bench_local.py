@@ -109,12 +109,14 @@ def main() -> None:
     for _ in range(args.repeat):
         for request in reqs:
             key = judge._key(request)
+            engine.forget_prompt_heads()  # both runs compute the whole prompt
             [response] = engine.generate([request], key)
             stats = dict(engine.last_stats)
             n = response.usage["completion_tokens"] + 1  # + the stop token
             constrained_pt.append(stats["generate_s"] / n)
             enforcer_pt.append(stats["enforcer_s"] / n)
             free_key = lt._GenKey(False, 0.0, None, n, None)
+            engine.forget_prompt_heads()
             engine.generate([request], free_key, constrained=False, min_new_tokens=n)
             free_pt.append(engine.last_stats["generate_s"] / engine.last_stats["steps"])
     c, u, e = statistics.median(constrained_pt), statistics.median(free_pt), statistics.median(enforcer_pt)
@@ -166,7 +168,7 @@ def main() -> None:
     same = [a.text == b.text for a, b in zip(seq_out, batch_out)]
     print(f"sequential: {best_seq / n:6.2f} s/verdict  {tokens(seq_out) / best_seq:6.1f} tokens/s")
     print(f"batch-{judge.options.batch_size}:    {best_batch / n:6.2f} s/verdict  {tokens(batch_out) / best_batch:6.1f} tokens/s")
-    print(f"threads:    {best_threads / n:6.2f} s/verdict  ({n} threads calling judge() at once)")
+    print(f"threads:    {best_threads / n:6.2f} s/verdict  ({n} threads calling judge() at once: the plugin's path)")
     print(f"batch / sequential throughput: {best_seq / best_batch:.2f}x  (target >= 2.5x); "
           f"batch outputs equal sequential: {sum(same)}/{n}")
     print(f"queue of {len(many)} (batch {judge.options.batch_size}, rows refilled): {queue_s / len(many):6.2f} s/verdict  "

@@ -51,6 +51,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, JudgeError
 from ..heap import import_heavy
+from ..torch_thread import run_on_torch_thread
 from .base import JudgeRequest, JudgeResponse, Message
 from .local_kernels import growing_cache, use_gqa_attention, use_small_batch_linear
 
@@ -466,6 +467,9 @@ class _Engine:
 
     def __init__(self, source: ModelSource, opts: LocalOptions) -> None:
         self.deps = _import_deps()
+        run_on_torch_thread(self._setup, source, opts)
+
+    def _setup(self, source: ModelSource, opts: LocalOptions) -> None:
         started = time.perf_counter()
         self.source = source
         self.tokenizer, self.model, self.device = _load(source, opts)
@@ -499,6 +503,7 @@ class _Engine:
         self._schemas: dict[type[BaseModel], dict[str, Any]] = {}
         self._score_vocab: dict[tuple[int, ...], list[int]] = {}
         self._freetext_index: dict[Any, Any] = {}
+        self._heads: list[tuple[list[int], list[tuple[Any, Any]]]] = []
         self._gen_lock = threading.Lock()
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
@@ -550,7 +555,7 @@ class _Engine:
             self._queue = [p for p in self._queue if id(p) not in taken]
         handled = list(batch)
         try:
-            self._decode(batch, first.key, refill=handled)
+            run_on_torch_thread(self._decode, batch, first.key, handled)
         except Exception as exc:  # a crash must not hang the other callers
             message = f"the local judge failed: {type(exc).__name__}: {exc}"
             for pending in handled:
@@ -619,7 +624,7 @@ class _Engine:
     ) -> list[JudgeResponse | JudgeError]:
         """Decode ``requests`` as one batch, bypassing the queue (benchmarks, tests)."""
         pendings = [_Pending(r, key, len(requests), 0.0) for r in requests]
-        self._decode(pendings, key, refill=None, constrained=constrained, min_new_tokens=min_new_tokens)
+        run_on_torch_thread(self._decode, pendings, key, None, constrained, min_new_tokens)
         return [p.result for p in pendings if p.result is not None]
 
     def _rows(self, pendings: Sequence[_Pending], key: _GenKey, constrained: bool) -> list[_Row]:
@@ -660,17 +665,25 @@ class _Engine:
     def _prefill(self, rows: Sequence[_Row]) -> tuple[Any, Any, Any]:
         """Run the rows' prompts: (cache, attention mask, next-token logits).
 
-        Prompts of one metric share a long head (instructions, rubric): it is computed once and
-        its keys/values are copied to every row; the rest of each prompt follows, left-padded,
-        so the layout is ``[shared head][padding][own tail]`` with the padding masked out.
+        Prompts of one metric share a long head (instructions, rubric). Its keys/values are
+        computed once (or taken from an earlier prompt: :meth:`_known_head`) and copied to
+        every row; the rest of each prompt follows, left-padded, so the layout is
+        ``[shared head][padding][own tail]`` with the padding masked out.
         """
         torch = self.deps.torch
         count = len(rows)
-        shared = _shared_head(rows) if count > 1 else 0
+        known, known_kv = self._known_head(rows)
+        shared = max(known, _shared_head(rows) if count > 1 else 0)
         cache = growing_cache(self.deps.transformers)
-        if shared:
-            head = torch.tensor([rows[0].prompt_ids[:shared]], dtype=torch.long, device=self.device)
-            self._forward(head, torch.ones_like(head), torch.arange(shared, device=self.device)[None], cache)
+        for index, (keys, values) in enumerate(known_kv):
+            cache.update(keys[:, :, :known], values[:, :, :known], index)
+        if shared > known:
+            head = torch.tensor([rows[0].prompt_ids[known:shared]], dtype=torch.long, device=self.device)
+            attention = torch.ones((1, shared), dtype=torch.long, device=self.device)
+            positions = torch.arange(known, shared, device=self.device)[None]
+            self._forward(head, attention, positions, cache)
+            self._remember_head(rows[0].prompt_ids[:shared], cache)
+        if shared and count > 1:
             for layer in cache.layers:
                 layer.keys = layer.keys.expand(count, -1, -1, -1).contiguous()
                 layer.values = layer.values.expand(count, -1, -1, -1).contiguous()
@@ -685,7 +698,42 @@ class _Engine:
         positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
         ids, attention, positions = ids.to(self.device), attention.to(self.device), positions.to(self.device)
         logits = self._forward(ids, attention, positions, cache)
+        if count == 1:  # no padding: the whole prompt may head the next one
+            self._remember_head(rows[0].prompt_ids, cache)
         return cache, attention, logits
+
+    def _known_head(self, rows: Sequence[_Row]) -> tuple[int, list[tuple[Any, Any]]]:
+        """The longest remembered prompt head that starts every row's prompt: (tokens, keys/values).
+
+        Keys and values of a prefix do not depend on what follows it (causal attention), so
+        any remembered prompt serves up to where it stops agreeing with the rows.
+        """
+        limit = min(len(r.prompt_ids) for r in rows) - 1  # every row keeps a token of its own
+        best, best_kv = 0, []
+        for tokens, kv in self._heads:
+            agree = min(limit, len(tokens))
+            for row in rows:
+                ids = row.prompt_ids
+                for i in range(agree):
+                    if ids[i] != tokens[i]:
+                        agree = i
+                        break
+            if agree > best:
+                best, best_kv = agree, kv
+        return (best, best_kv) if best >= MIN_SHARED_HEAD else (0, [])
+
+    def forget_prompt_heads(self) -> None:
+        """Drop the remembered prompt heads (benchmarks compare runs that start alike)."""
+        self._heads = []
+
+    def _remember_head(self, tokens: list[int], cache: Any) -> None:
+        """Keep a copy of row 0's keys/values for ``tokens`` (a few prompts, newest first)."""
+        n = len(tokens)
+        if n < MIN_SHARED_HEAD:
+            return
+        kv = [(layer.keys[:1, :, :n].clone(), layer.values[:1, :, :n].clone()) for layer in cache.layers]
+        kept = [(t, v) for t, v in self._heads if t[: len(t)] != tokens[: len(t)]]
+        self._heads = [(list(tokens), kv), *kept][:REMEMBERED_HEADS]
 
     @staticmethod
     def _left_pad(torch: Any, cache: Any, attention: Any, length: int) -> Any:
@@ -698,7 +746,7 @@ class _Engine:
         return torch.nn.functional.pad(attention, (extra, 0))
 
     def _decode(
-        self, pendings: Sequence[_Pending], key: _GenKey, *, refill: list[_Pending] | None,
+        self, pendings: Sequence[_Pending], key: _GenKey, refill: list[_Pending] | None,
         constrained: bool = True, min_new_tokens: int | None = None,
     ) -> None:
         """Decode the pendings as one left-padded batch and deliver each result when its row ends.
@@ -885,6 +933,8 @@ class _Engine:
 
 #: a shared prompt head shorter than this is recomputed per row (not worth a separate pass)
 MIN_SHARED_HEAD = 32
+#: prompts whose keys/values the engine keeps for the next prompts' shared heads (~10 MB each)
+REMEMBERED_HEADS = 4
 
 
 def _shared_head(rows: Sequence[_Row]) -> int:

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..heap import import_heavy
+from ..torch_thread import run_on_torch_thread
 from .base import CheckMetric, MetricInputs
 
 __all__ = [
@@ -328,8 +330,9 @@ class _Embedder:
 
     def __init__(self, path: Path) -> None:
         try:
-            import torch
-            from transformers import AutoModel, AutoTokenizer
+            torch = import_heavy("torch")
+            transformers = import_heavy("transformers")
+            AutoModel, AutoTokenizer = transformers.AutoModel, transformers.AutoTokenizer
         except ImportError as exc:
             raise ConfigError(f"the similarity metric needs torch and transformers ({exc}): {INSTALL_HINT}") from None
         if not (path / "config.json").is_file():
@@ -344,6 +347,9 @@ class _Embedder:
         self.lock = threading.Lock()
 
     def embed(self, texts: list[str]) -> Any:
+        return run_on_torch_thread(self._embed, texts)
+
+    def _embed(self, texts: list[str]) -> Any:
         torch = self.torch
         with self.lock, torch.inference_mode():
             batch = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
@@ -364,7 +370,7 @@ def get_embedder(model_path: str | Path | None = None) -> _Embedder:
     with _embedders_lock:
         embedder = _embedders.get(path)
         if embedder is None:
-            embedder = _embedders[path] = _Embedder(path)
+            embedder = _embedders[path] = run_on_torch_thread(_Embedder, path)
         return embedder
 
 
