@@ -261,3 +261,24 @@ def test_rows_join_a_running_batch(judge: Any, batch: dict) -> None:
     results = small.judge_batch([batch[n][0] for n in names])
     assert [r.text for r in results] == [batch[n][1].text for n in names]
     assert small.engine.last_stats["rows"] == 3 and small.engine.last_stats["max_active"] == 2
+
+
+@needs_model
+def test_shared_prompt_head_gives_the_same_verdicts(judge: Any, batch: dict) -> None:
+    """A prompt's head computed once (within a batch, or remembered from an earlier prompt)
+    yields the verdicts of a prompt computed whole."""
+    from pytest_llmjudge.judges.local_transformers import MIN_SHARED_HEAD, _Row
+
+    engine = judge.engine
+    first, second = short_rows(batch)[:2]
+    engine.forget_prompt_heads()
+    alone = judge.judge(batch[second][0])  # computed whole: nothing remembered
+    engine.forget_prompt_heads()
+    judge.judge(batch[first][0])
+    prompt = engine.tokenizer(engine.render(batch[second][0].messages), add_special_tokens=False)["input_ids"]
+    row = _Row(None, list(prompt), None, [], None)  # type: ignore[arg-type]
+    known, _ = engine._known_head([row])
+    assert known >= MIN_SHARED_HEAD  # the first prompt's head serves the second
+    reused = judge.judge(batch[second][0])
+    assert reused.text == alone.text
+    assert reused.score_distribution == pytest.approx(alone.score_distribution, abs=1e-4)
