@@ -85,7 +85,7 @@ def main() -> None:
             (directory / "conftest.py").write_text(FAKE_CONFTEST.format(latency=latency))
             return directory
 
-        def measure(name: str, directory: Path, extra: list[str], tries: int = 2) -> tuple[float, float, int]:
+        def measure(name: str, directory: Path, extra: list[str], tries: int = 3) -> tuple[float, float, int]:
             """Best of ``tries`` runs (least CPU): the machine's other load only ever adds time."""
             best = None
             for _ in range(tries):
