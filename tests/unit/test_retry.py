@@ -195,3 +195,25 @@ def test_max_retries_against_the_server() -> None:
             judge.judge(request())
         assert server.request_count == 3  # the SDK's own retries are off: ours are the only ones
         judge.close()
+
+
+def test_classify_status_is_shared_by_the_http_backends() -> None:
+    from pytest_llmjudge.judges.retry import FormatRejected, classify_status
+
+    def classify(status: int, body: str = "oops", mode: str = "json_schema", **kw: object):
+        return classify_status(status, body, mode=mode, retry_after=kw.pop("retry_after", None),
+                               auth_hint="check KEY", **kw)  # type: ignore[arg-type]
+
+    limited = classify(429, retry_after="2.5")
+    assert (limited.retryable, limited.retry_after) == (True, 2.5)
+    assert classify(429, retry_after="soon").retry_after is None
+    with pytest.raises(FormatRejected):
+        classify(400)  # a structured-output request refused: try the next mode
+    with pytest.raises(FormatRejected):
+        classify(500, "response_format is not supported")  # llama.cpp says it with a 500
+    with pytest.raises(FormatRejected):
+        classify(400, "logprobs are not supported", mode="text", logprobs=True)
+    assert classify(400, mode="text").retryable is False  # nothing left to fall back to
+    assert classify(503).retryable is True
+    auth = classify(401, mode="text")
+    assert not auth.retryable and "check KEY" in auth.message

@@ -13,19 +13,15 @@ from ..heap import import_heavy
 from ..secrets import redact
 from .base import JudgeRequest, JudgeResponse, with_schema_in_prompt
 from .parsing import score_distribution_from_top_logprobs
-from .retry import Failure, call_with_retries, gate_for
+from .retry import Failure, FormatRejected, call_with_retries, classify_status, gate_for
 
 #: TGI's grammar form, the OpenAI-style json_schema form, then plain text
 MODES = ("grammar", "json_schema", "text")
 DEFAULT_MAX_TOKENS = 1024  # huggingface_hub's default (100) cuts verdicts short
-_FORMAT_WORDS = ("response_format", "grammar", "json_schema", "schema")
 
 _mode_memory: dict[tuple[str, str], int] = {}
 _memory_lock = threading.Lock()
 
-
-class _FormatRejected(Exception):
-    pass
 
 
 class HFInferenceJudge:
@@ -58,7 +54,7 @@ class HFInferenceJudge:
                 mode = _mode_memory.get(self._key, self._first_mode)
             try:
                 return self._call(request, MODES[mode])
-            except _FormatRejected as rejected:
+            except FormatRejected as rejected:
                 with _memory_lock:
                     if mode + 1 >= len(MODES):
                         raise JudgeError(f"{self.name}: {rejected}", judge=self.name) from None
@@ -137,18 +133,11 @@ class HFInferenceJudge:
             if isinstance(exc, ValueError):  # a body that is not JSON
                 return Failure(True, f"malformed reply from the server: {redact(str(exc))[:200]}")
             return None
-        body = redact(_body_text(response))
-        if status == 429:
-            retry_after = response.headers.get("retry-after")
-            return Failure(True, f"rate limited (429): {body}", float(retry_after) if retry_after else None)
-        names_format = any(word in body.lower() for word in _FORMAT_WORDS)
-        if mode != "text" and (status in (400, 415, 422) or (status >= 500 and names_format)):
-            raise _FormatRejected(f"{status}: {body}") from None
-        if status >= 500:
-            return Failure(True, f"server error {status}: {body}")
-        if status in (401, 403):
-            return Failure(False, f"authentication failed ({status}); check HF_TOKEN in the environment")
-        return Failure(False, f"request rejected ({status}): {body}")
+        return classify_status(
+            status, redact(_body_text(response)), mode=mode,
+            retry_after=response.headers.get("retry-after"),
+            auth_hint="check HF_TOKEN in the environment",
+        )
 
 
 def _body_text(response: Any) -> str:

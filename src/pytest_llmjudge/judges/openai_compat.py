@@ -14,20 +14,16 @@ from ..heap import import_heavy
 from ..secrets import redact
 from .base import JudgeRequest, JudgeResponse, with_schema_in_prompt
 from .parsing import score_distribution_from_top_logprobs
-from .retry import Failure, call_with_retries, gate_for
+from .retry import Failure, FormatRejected, call_with_retries, classify_status, gate_for
 
 #: structured-output modes, strictest first; a server that rejects one gets the next
 MODES = ("json_schema", "json_object", "text")
-_FORMAT_WORDS = ("response_format", "json_schema", "json schema", "grammar", "schema")
 
 # what worked per (endpoint, model), remembered for the rest of the run
 _mode_memory: dict[tuple[str, str], int] = {}
 _logprobs_off: set[tuple[str, str]] = set()
 _memory_lock = threading.Lock()
 
-
-class _FormatRejected(Exception):
-    pass
 
 
 class OpenAIJudge:
@@ -85,7 +81,7 @@ class OpenAIJudge:
                 logprobs = bool(request.score_field) and self._key not in _logprobs_off
             try:
                 return self._call(request, MODES[mode], logprobs)
-            except _FormatRejected as rejected:
+            except FormatRejected as rejected:
                 with _memory_lock:
                     if logprobs and "logprob" in str(rejected).lower():
                         _logprobs_off.add(self._key)
@@ -181,20 +177,12 @@ class OpenAIJudge:
         if isinstance(exc, openai.APIConnectionError):
             return Failure(True, f"cannot connect to {self.base_url}")
         if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            body = redact(_error_text(exc))
-            if status == 429:
-                return Failure(True, f"rate limited (429): {body}", _retry_after(exc))
-            names_format = any(word in body.lower() for word in _FORMAT_WORDS)
-            names_logprobs = logprobs and "logprob" in body.lower()
-            rejects_request = status in (400, 415, 422) or (status >= 500 and names_format)
-            if (mode != "text" or names_logprobs) and rejects_request and (names_format or names_logprobs or status < 500):
-                raise _FormatRejected(f"{status}: {body}") from None
-            if status >= 500:
-                return Failure(True, f"server error {status}: {body}")
-            if status in (401, 403):
-                return Failure(False, f"authentication failed ({status}); check the API key in the environment")
-            return Failure(False, f"request rejected ({status}): {body}")
+            headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+            return classify_status(
+                exc.status_code, redact(_error_text(exc)), mode=mode, logprobs=logprobs,
+                retry_after=headers.get("retry-after"),
+                auth_hint="check the API key in the environment",
+            )
         if isinstance(exc, openai.APIResponseValidationError) or isinstance(exc, ValueError):
             return Failure(True, f"malformed reply from the server: {redact(str(exc))[:200]}")
         return None
@@ -208,11 +196,3 @@ def _error_text(exc: Any) -> str:
             return str(error.get("message", error))
         return str(error)
     return str(getattr(exc, "message", "") or exc)[:300]
-
-
-def _retry_after(exc: Any) -> float | None:
-    try:
-        value = exc.response.headers.get("retry-after")
-        return float(value) if value is not None else None
-    except (AttributeError, TypeError, ValueError):
-        return None

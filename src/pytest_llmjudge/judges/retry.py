@@ -25,6 +25,14 @@ MAX_DELAY_S = 30.0
 RETRY_BUDGET = 20.0
 
 
+#: words in an error body that say the server refused the structured-output request
+FORMAT_WORDS = ("response_format", "json_schema", "json schema", "grammar", "schema")
+
+
+class FormatRejected(Exception):
+    """The server refused the request's structured-output mode (or logprobs): try the next one."""
+
+
 @dataclass
 class Failure:
     """How a backend classified an exception."""
@@ -129,3 +137,33 @@ def call_with_retries(
             continue
         gate.earn()
         return result
+
+
+def classify_status(
+    status: int, body: str, *, mode: str, retry_after: str | None, auth_hint: str, logprobs: bool = False,
+) -> Failure:
+    """How an HTTP error status is treated, for every backend; ``body`` is already redacted.
+
+    Raises :class:`FormatRejected` when the server refused the structured-output ``mode``
+    (a 400/415/422, or a 5xx that names the format, as llama.cpp answers) or the logprobs.
+    """
+    if status == 429:
+        return Failure(True, f"rate limited (429): {body}", _seconds(retry_after))
+    lowered = body.lower()
+    names_format = any(word in lowered for word in FORMAT_WORDS)
+    names_logprobs = logprobs and "logprob" in lowered
+    refused = status in (400, 415, 422) or (status >= 500 and names_format)
+    if refused and (mode != "text" or names_logprobs) and (names_format or names_logprobs or status < 500):
+        raise FormatRejected(f"{status}: {body}")
+    if status >= 500:
+        return Failure(True, f"server error {status}: {body}")
+    if status in (401, 403):
+        return Failure(False, f"authentication failed ({status}); {auth_hint}")
+    return Failure(False, f"request rejected ({status}): {body}")
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
