@@ -23,7 +23,6 @@ _mode_memory: dict[tuple[str, str], int] = {}
 _memory_lock = threading.Lock()
 
 
-
 class HFInferenceJudge:
     """A judge on the HF Inference API (``model`` is a repo id) or a TGI endpoint (``base_url``)."""
 

@@ -711,13 +711,7 @@ class _Engine:
         limit = min(len(r.prompt_ids) for r in rows) - 1  # every row keeps a token of its own
         best, best_kv = 0, []
         for tokens, kv in self._heads:
-            agree = min(limit, len(tokens))
-            for row in rows:
-                ids = row.prompt_ids
-                for i in range(agree):
-                    if ids[i] != tokens[i]:
-                        agree = i
-                        break
+            agree = _agreeing(tokens, rows, limit)
             if agree > best:
                 best, best_kv = agree, kv
         return (best, best_kv) if best >= MIN_SHARED_HEAD else (0, [])
@@ -732,7 +726,7 @@ class _Engine:
         if n < MIN_SHARED_HEAD:
             return
         kv = [(layer.keys[:1, :, :n].clone(), layer.values[:1, :, :n].clone()) for layer in cache.layers]
-        kept = [(t, v) for t, v in self._heads if t[: len(t)] != tokens[: len(t)]]
+        kept = [(t, v) for t, v in self._heads if t != tokens[: len(t)]]  # drop what this extends
         self._heads = [(list(tokens), kv), *kept][:REMEMBERED_HEADS]
 
     @staticmethod
@@ -942,15 +936,20 @@ def _shared_head(rows: Sequence[_Row]) -> int:
 
     Every row keeps at least one token of its own: the last prompt position yields its logits.
     """
-    first = rows[0].prompt_ids
-    shared = min(len(r.prompt_ids) for r in rows) - 1
-    for row in rows[1:]:
-        ids = row.prompt_ids
-        for i in range(shared):
-            if ids[i] != first[i]:
-                shared = i
-                break
+    shared = _agreeing(rows[0].prompt_ids, rows[1:], min(len(r.prompt_ids) for r in rows) - 1)
     return shared if shared >= MIN_SHARED_HEAD else 0
+
+
+def _agreeing(tokens: Sequence[int], rows: Sequence[_Row], limit: int) -> int:
+    """How many leading tokens every row's prompt has in common with ``tokens`` (at most ``limit``)."""
+    agree = min(limit, len(tokens))
+    for row in rows:
+        ids = row.prompt_ids
+        for i in range(agree):
+            if ids[i] != tokens[i]:
+                agree = i
+                break
+    return agree
 
 
 def _sample(torch: Any, scores: Any, key: _GenKey, generator: Any) -> Any:

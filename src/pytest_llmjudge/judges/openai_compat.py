@@ -25,7 +25,6 @@ _logprobs_off: set[tuple[str, str]] = set()
 _memory_lock = threading.Lock()
 
 
-
 class OpenAIJudge:
     """A judge on an OpenAI-compatible chat-completions endpoint."""
 
