@@ -1,15 +1,14 @@
 """CPU decode speed-ups for the local judge's model, applied after it is loaded.
 
-Both change how a product is computed, never what: outputs match the stock path to float
+Each changes how a product is computed, never what: outputs match the stock path to float
 rounding (tests compare batched and sequential verdicts).
 
-**Linear layers.** 
-Decoding multiplies every weight matrix by a handful of rows (one per sequence in the batch).
-``torch.nn.functional.linear`` computes that as ``x @ W.T``, and on CPU (MKL) that product is
-slow for a few rows: measured here on SmolLM2-135M's weights (2 cores, float32), one decode
-step's linear layers take 50 ms for 1 row and 61 ms for 8, while the same products written as
-``W @ x.T`` take 19 ms for 2 rows and 45 ms for 8 (and one row is fastest sent as two). Prefill
-(hundreds of rows) keeps the ordinary path, which wins there.
+**Linear layers.** Decoding multiplies every weight matrix by a handful of rows (one per
+sequence in the batch). ``torch.nn.functional.linear`` computes that as ``x @ W.T``, and on
+CPU (MKL) that product is slow for a few rows: measured here on SmolLM2-135M's weights (2 cores,
+float32), one decode step's linear layers take 50 ms for 1 row and 61 ms for 8, while the same
+products written as ``W @ x.T`` take 19 ms for 2 rows and 45 ms for 8 (and one row is fastest
+sent as two). Prefill (hundreds of rows) keeps the ordinary path, which wins there.
 
 **Attention.** Models with grouped-query attention (SmolLM2: 9 query heads share 3 key/value
 heads) get their key/value heads copied 3x per layer per step by transformers' SDPA path whenever
@@ -30,7 +29,7 @@ SMALL_ROWS = 16
 
 
 def use_small_batch_linear(model: Any, torch: Any) -> int:
-    """Route the model's ``nn.Linear`` layers through :func:`_linear` on CPU; returns how many."""
+    """On CPU, compute the model's ``nn.Linear`` layers as ``W @ x.T`` for few rows; returns how many."""
     if str(getattr(model, "device", "cpu")) != "cpu":
         return 0  # cuBLAS needs no help
     count = 0
