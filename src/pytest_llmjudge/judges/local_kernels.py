@@ -127,6 +127,9 @@ def _make_growing_layer(base: type) -> type:
         """
 
         _spare = 64
+        _key_buf: Any = None
+        _value_buf: Any = None
+        _views: tuple[Any, Any] | None = None  # the (keys, values) views last handed out
 
         def update(self, key_states: Any, value_states: Any, cache_kwargs: Any = None) -> tuple[Any, Any]:
             if not self.is_initialized:
@@ -134,22 +137,19 @@ def _make_growing_layer(base: type) -> type:
             keys, values = self.keys, self.values
             held = keys.shape[-2] if keys.ndim == 4 else 0
             new = key_states.shape[-2]
-            buffers = getattr(self, "_buffers", None)
-            if (buffers is None or keys is not buffers[2] or values is not buffers[3]
-                    or held + new > buffers[0].shape[-2]):
+            replaced = self._views is None or keys is not self._views[0] or values is not self._views[1]
+            if replaced or held + new > self._key_buf.shape[-2]:
                 capacity = held + new + max(self._spare, (held + new) // 2)
-                key_buf = key_states.new_empty((*key_states.shape[:2], capacity, key_states.shape[-1]))
-                value_buf = value_states.new_empty((*value_states.shape[:2], capacity, value_states.shape[-1]))
+                self._key_buf = key_states.new_empty((*key_states.shape[:2], capacity, key_states.shape[-1]))
+                self._value_buf = value_states.new_empty((*value_states.shape[:2], capacity, value_states.shape[-1]))
                 if held:
-                    key_buf[:, :, :held] = keys
-                    value_buf[:, :, :held] = values
-                buffers = [key_buf, value_buf, None, None]
-            key_buf, value_buf = buffers[0], buffers[1]
-            key_buf[:, :, held:held + new] = key_states
-            value_buf[:, :, held:held + new] = value_states
-            self.keys = buffers[2] = key_buf[:, :, :held + new]
-            self.values = buffers[3] = value_buf[:, :, :held + new]
-            self._buffers = buffers
+                    self._key_buf[:, :, :held] = keys
+                    self._value_buf[:, :, :held] = values
+            self._key_buf[:, :, held:held + new] = key_states
+            self._value_buf[:, :, held:held + new] = value_states
+            self.keys = self._key_buf[:, :, :held + new]
+            self.values = self._value_buf[:, :, :held + new]
+            self._views = (self.keys, self.values)
             return self.keys, self.values
 
     return GrowingLayer
