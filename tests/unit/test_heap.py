@@ -55,6 +55,27 @@ def test_garbage_is_collected_before_the_freeze(unfrozen: None, monkeypatch: pyt
     assert alive() is None  # collected, not frozen for the rest of the run
 
 
+def test_collections_pause_nests_and_restores_the_collector(unfrozen: None) -> None:
+    assert gc.isenabled()
+    with heap.collections_paused():
+        assert not gc.isenabled()
+        with heap.collections_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer block still holds the pause
+    assert gc.isenabled()
+    assert heap._pending.is_set()  # what was built meanwhile is frozen at the next boundary
+
+
+def test_collections_pause_leaves_a_disabled_collector_disabled(unfrozen: None) -> None:
+    gc.disable()
+    try:
+        with heap.collections_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
 SUITE = """
 import gc
 

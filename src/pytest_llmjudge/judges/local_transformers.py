@@ -50,7 +50,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ConfigError, JudgeError
-from ..heap import import_heavy
+from ..heap import collections_paused, import_heavy
 from ..torch_thread import run_on_torch_thread
 from .base import JudgeRequest, JudgeResponse, Message
 from .local_kernels import growing_cache, use_gqa_attention, use_small_batch_linear
@@ -1068,15 +1068,16 @@ def make_local_judge(model: str, **options: Any) -> LocalJudge:
     """Build the judge for ``local:MODEL``; the loaded model is shared by judges on the same one."""
     opts = LocalOptions.from_options(options)
     source = resolve_model(model)
-    deps = _import_deps()
-    if opts.load_in_4bit:
-        _check_4bit(deps)
     cache_dir = opts.cache_dir or default_cache_dir()
     key = (source, opts.device, opts.dtype, opts.load_in_4bit, str(cache_dir))
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
-            engine = _engines[key] = _Engine(source, opts)
+            with collections_paused():  # ~1M long-lived objects: the GC's passes cost ~1 s here
+                deps = _import_deps()
+                if opts.load_in_4bit:
+                    _check_4bit(deps)
+                engine = _engines[key] = _Engine(source, opts)
     name = f"local:{SMOLLM2_ALIAS}" if source.gguf_file == SMOLLM2_GGUF and model.strip().lower() == SMOLLM2_ALIAS else f"local:{model}"
     return LocalJudge(name, engine, opts)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..heap import import_heavy
+from ..heap import collections_paused, import_heavy
 from ..torch_thread import run_on_torch_thread
 from .base import CheckMetric, MetricInputs
 
@@ -370,7 +370,8 @@ def get_embedder(model_path: str | Path | None = None) -> _Embedder:
     with _embedders_lock:
         embedder = _embedders.get(path)
         if embedder is None:
-            embedder = _embedders[path] = run_on_torch_thread(_Embedder, path)
+            with collections_paused():
+                embedder = _embedders[path] = run_on_torch_thread(_Embedder, path)
         return embedder
 
 
