@@ -47,7 +47,7 @@ def test_errors_reach_the_caller_and_nested_calls_run_inline() -> None:
 
 
 @needs_torch
-@pytest.mark.parametrize("rows", [1, 2, 5, 16, 17, 40])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 16, 17, 40])
 @pytest.mark.parametrize("bias", [False, True])
 def test_small_batch_linear_matches_linear(rows: int, bias: bool) -> None:
     import torch
@@ -64,6 +64,24 @@ def test_small_batch_linear_matches_linear(rows: int, bias: bool) -> None:
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     restore_linear(model)
     assert "forward" not in model[0].__dict__
+
+
+@needs_torch
+def test_batched_linear_follows_a_changed_weight() -> None:
+    """The reordered copy behind the 3+ row path is remade when the weight changes."""
+    import torch
+
+    from pytest_llmjudge.judges.local_kernels import use_small_batch_linear
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(32, 48)
+    use_small_batch_linear(layer, torch)
+    x = torch.randn(6, 1, 32)
+    with torch.no_grad():
+        layer(x)  # reorders the weight
+        layer.weight.mul_(2.0)
+        expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+        torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
 
 
 @needs_torch

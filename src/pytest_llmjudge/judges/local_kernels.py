@@ -8,7 +8,11 @@ sequence in the batch). ``torch.nn.functional.linear`` computes that as ``x @ W.
 CPU (MKL) that product is slow for a few rows: measured here on SmolLM2-135M's weights (2 cores,
 float32), one decode step's linear layers take 50 ms for 1 row and 61 ms for 8, while the same
 products written as ``W @ x.T`` take 19 ms for 2 rows and 45 ms for 8 (and one row is fastest
-sent as two). Prefill (hundreds of rows) keeps the ordinary path, which wins there.
+sent as two). From 3 rows on, oneDNN with the weight reordered once into its blocked layout
+(``torch.ops.mkldnn._reorder_linear_weight``, what torch's CPU compiler uses) is faster still:
+25 ms for 8 rows against 41 ms for ``W @ x.T``, 20 ms for 4 rows against 25. The reordered copy
+is made on the first batched call (one more copy of the weights in memory, only for judges that
+batch). Prefill (hundreds of rows) keeps the ordinary path, which wins there.
 
 **Attention.** Models with grouped-query attention (SmolLM2: 9 query heads share 3 key/value
 heads) get their key/value heads copied 3x per layer per step by transformers' SDPA path whenever
@@ -24,8 +28,10 @@ from __future__ import annotations
 
 from typing import Any
 
-#: up to this many rows a linear layer uses ``W @ x.T``; prefill (more rows) uses F.linear
+#: up to this many rows a linear layer takes a small-batch path; prefill (more rows) uses F.linear
 SMALL_ROWS = 16
+#: from this many rows on, the small-batch path is oneDNN with a reordered weight
+PACKED_ROWS = 3
 
 
 def use_small_batch_linear(model: Any, torch: Any) -> int:
@@ -46,9 +52,32 @@ def restore_linear(model: Any) -> None:
         module.__dict__.pop("forward", None)
 
 
+def _packed_linear(torch: Any) -> tuple[Any, Any] | None:
+    """oneDNN's linear on a reordered weight: ``(reorder(weight), run(x, reordered, bias))``; None without it."""
+    ops = getattr(torch.ops, "mkldnn", None)
+    if not torch.backends.mkldnn.is_available() or ops is None:
+        return None
+    try:
+        reorder, linear = ops._reorder_linear_weight, ops._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+    def run(x: Any, reordered: Any, bias: Any) -> Any:
+        return linear(x, reordered, bias, "none", [], "")
+
+    return (lambda weight: reorder(weight, 8)), run
+
+
 def _bound_linear(module: Any, torch: Any) -> Any:
     weight_ref = module  # read .weight at call time: tied or reloaded weights stay current
     linear, mm, cat = torch.nn.functional.linear, torch.mm, torch.cat
+    packed_ops = _packed_linear(torch)
+    packed: list[Any] = []  # [weight, its version, reordered copy], made on the first batched call
+
+    def reordered(weight: Any) -> Any:
+        if not packed or packed[0] is not weight or packed[1] != weight._version:
+            packed[:] = [weight, weight._version, packed_ops[0](weight.detach())]
+        return packed[2]
 
     def forward(x: Any) -> Any:
         weight, bias = weight_ref.weight, weight_ref.bias
@@ -57,6 +86,9 @@ def _bound_linear(module: Any, torch: Any) -> Any:
         if rows == 0 or rows > SMALL_ROWS or x.dtype != weight.dtype:
             return linear(x, weight, bias)
         flat = x.reshape(rows, features)
+        if rows >= PACKED_ROWS and packed_ops is not None and weight.dtype == torch.float32:
+            out = packed_ops[1](flat.contiguous(), reordered(weight), bias)
+            return out.reshape(*x.shape[:-1], weight.shape[0])
         if rows == 1:
             out = mm(weight, cat([flat, flat]).t())[:, :1]
         else:
