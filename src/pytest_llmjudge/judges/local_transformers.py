@@ -475,7 +475,10 @@ class _Engine:
         self.tokenizer, self.model, self.device = _load(source, opts)
         tokenizer, model = self.tokenizer, self.model
         use_small_batch_linear(model, self.deps.torch)
-        use_gqa_attention(model, self.deps.torch, self.deps.transformers)
+        gqa = use_gqa_attention(model, self.deps.torch, self.deps.transformers)
+        #: decode steps of a padded batch hand our attention a ready padding mask, which
+        #: transformers passes through (building it per step cost ~3 ms); not for sliding windows
+        self._padding_mask_4d = gqa and getattr(model.config, "sliding_window", None) is None
         stops: list[int] = []
         configured = model.generation_config.eos_token_id
         for value in ([configured] if isinstance(configured, int) else list(configured or [])):
@@ -827,7 +830,10 @@ class _Engine:
                 attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=1)
                 positions = torch.tensor([[len(r.prompt_ids) + len(r.tokens) - 1] for r in rows],
                                          dtype=torch.long, device=attention.device)
-                logits = self._forward(next_tokens[:, None], attention, positions, cache)
+                mask = attention
+                if self._padding_mask_4d and len(rows) > 1:
+                    mask = attention[:, None, None, :].bool()  # (rows, 1, 1, keys): True = attend
+                logits = self._forward(next_tokens[:, None], mask, positions, cache)
                 step_log.append((len(rows), time.perf_counter() - step_started))
         self.last_steps = step_log
         self.last_stats = {
