@@ -6,6 +6,8 @@ order; every observable result must equal the ``--llm-concurrency 1`` run.
 
 from __future__ import annotations
 
+import itertools
+
 import json
 import re
 import sqlite3
@@ -374,6 +376,10 @@ def test_stop_on_failure_writes_the_rows_sequential_would(llm: LLMRun) -> None:
     llm.qa_suite(rows=rows, test=FIRE_AND_FORGET)
     written = {}
     for concurrency in ("1", "16"):
+        # the first two verdicts come late, so with concurrency the later tests' rows are
+        # surely written before the failure stops the run (without this the outcome is a race)
+        order = itertools.count()
+        llm.server.latency = lambda body: 0.5 if next(order) < 2 else 0.0
         llm.run("--llm-concurrency", concurrency, "-x", "--llm-results", "results.jsonl")
         written[concurrency] = sorted(r["test_id"] for r in llm.results())
     assert len(written["1"]) == 2

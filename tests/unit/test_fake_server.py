@@ -342,8 +342,15 @@ def test_logprobs_openai_and_hf(fake, client, hf):
 
 
 def test_max_in_flight_and_callable_latency(fake):
-    fake.latency = lambda body: 0.3 if body.get("model") == "slow" else 0.0
     n = 8
+    arrived = threading.Barrier(n)
+
+    def latency(body: dict) -> float:
+        if body.get("model") == "slow":
+            arrived.wait(timeout=30)  # each request is held until all n are in flight at once
+        return 0.0
+
+    fake.latency = latency
     errors: list[BaseException] = []
     barrier = threading.Barrier(n)
 
@@ -362,7 +369,7 @@ def test_max_in_flight_and_callable_latency(fake):
         t.join()
     assert not errors
     assert fake.max_in_flight == n
-    assert fake.request_count == n  # all n were in flight at once (max_in_flight): no wall-clock bound
+    assert fake.request_count == n
     fake.reset()
     assert fake.request_count == 0 and fake.max_in_flight == 0
 

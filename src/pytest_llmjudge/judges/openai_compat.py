@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -13,6 +14,7 @@ from ..errors import ConfigError, JudgeError
 from ..heap import import_heavy
 from ..secrets import redact
 from .base import JudgeRequest, JudgeResponse, with_schema_in_prompt
+from .http_transport import keepalive_transport, wanted
 from .parsing import score_distribution_from_top_logprobs
 from .retry import Failure, FormatRejected, call_with_retries, classify_status, gate_for
 
@@ -65,7 +67,8 @@ class OpenAIJudge:
                 # Retry-After) replace the SDK's
                 self._openai = openai
                 self._client = openai.OpenAI(
-                    api_key=api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+                    api_key=api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0,
+                    **_lean_http_client(openai, self.base_url),
                 )
             return self._client
 
@@ -195,3 +198,15 @@ def _error_text(exc: Any) -> str:
             return str(error.get("message", error))
         return str(error)
     return str(getattr(exc, "message", "") or exc)[:300]
+
+
+def _lean_http_client(openai: Any, base_url: str) -> dict[str, Any]:
+    """``{"http_client": ...}`` with the keep-alive transport for a plain-http endpoint, else ``{}``."""
+    default_client = getattr(openai, "DefaultHttpxClient", None)
+    if default_client is None or not wanted(base_url):
+        return {}
+    httpx_client = next((c for c in default_client.__mro__ if not c.__module__.startswith("openai")), None)
+    httpx = sys.modules.get(httpx_client.__module__.partition(".")[0]) if httpx_client else None
+    if httpx is None or not hasattr(httpx, "BaseTransport"):
+        return {}
+    return {"http_client": default_client(transport=keepalive_transport(httpx))}
