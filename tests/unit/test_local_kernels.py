@@ -49,10 +49,16 @@ def test_errors_reach_the_caller_and_nested_calls_run_inline() -> None:
 @needs_torch
 @pytest.mark.parametrize("rows", [1, 2, 3, 5, 16, 17, 40])
 @pytest.mark.parametrize("bias", [False, True])
-def test_small_batch_linear_matches_linear(rows: int, bias: bool) -> None:
+@pytest.mark.parametrize("reordered", [True, False], ids=["reordered", "too-big-to-copy"])
+def test_small_batch_linear_matches_linear(rows: int, bias: bool, reordered: bool,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
+    from pytest_llmjudge.judges import local_kernels
     from pytest_llmjudge.judges.local_kernels import restore_linear, use_small_batch_linear
+
+    if not reordered:
+        monkeypatch.setattr(local_kernels, "PACKED_MAX_BYTES", 0)
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(64, 96, bias=bias), torch.nn.Linear(96, 8, bias=bias))

@@ -9,10 +9,12 @@ CPU (MKL) that product is slow for a few rows: measured here on SmolLM2-135M's w
 float32), one decode step's linear layers take 50 ms for 1 row and 61 ms for 8, while the same
 products written as ``W @ x.T`` take 19 ms for 2 rows and 45 ms for 8 (and one row is fastest
 sent as two). From 3 rows on, oneDNN with the weight reordered once into its blocked layout
-(``torch.ops.mkldnn._reorder_linear_weight``, what torch's CPU compiler uses) is faster still:
-25 ms for 8 rows against 41 ms for ``W @ x.T``, 20 ms for 4 rows against 25. The reordered copy
-is made on the first batched call (one more copy of the weights in memory, only for judges that
-batch). Prefill (hundreds of rows) keeps the ordinary path, which wins there.
+(``torch.ops.mkldnn._reorder_linear_weight``, what torch's CPU compiler uses) is faster still,
+for decoding and prefill alike: 25 ms for 8 rows against 41 ms for ``W @ x.T``, 20 ms for 4
+rows against 25, 95 ms for a 60-token prompt against 169 ms with ``F.linear``. The reordered
+copy is made on the first call with 3+ rows: one more copy of the linear weights in memory
+(SmolLM2-135M: about 0.5 GB), so models whose linear weights pass ``PACKED_MAX_BYTES`` keep
+the plain paths.
 
 **Attention.** Models with grouped-query attention (SmolLM2: 9 query heads share 3 key/value
 heads) get their key/value heads copied 3x per layer per step by transformers' SDPA path whenever
@@ -28,22 +30,24 @@ from __future__ import annotations
 
 from typing import Any
 
-#: up to this many rows a linear layer takes a small-batch path; prefill (more rows) uses F.linear
+#: up to this many rows a linear layer without the reordered copy uses ``W @ x.T``, beyond F.linear
 SMALL_ROWS = 16
-#: from this many rows on, the small-batch path is oneDNN with a reordered weight
+#: from this many rows on, a linear layer uses oneDNN with a reordered copy of its weight
 PACKED_ROWS = 3
+#: models with more float32 linear weight than this (bytes) get no reordered copies (memory)
+PACKED_MAX_BYTES = 2 << 30
 
 
 def use_small_batch_linear(model: Any, torch: Any) -> int:
-    """On CPU, compute the model's ``nn.Linear`` layers as ``W @ x.T`` for few rows; returns how many."""
+    """On CPU, give the model's ``nn.Linear`` layers the faster paths above; returns how many."""
     if str(getattr(model, "device", "cpu")) != "cpu":
         return 0  # cuBLAS needs no help
-    count = 0
-    for module in model.modules():
-        if type(module) is torch.nn.Linear:
-            module.forward = _bound_linear(module, torch)
-            count += 1
-    return count
+    layers = [m for m in model.modules() if type(m) is torch.nn.Linear]
+    weight_bytes = sum(m.weight.numel() * m.weight.element_size() for m in layers)
+    packed_ops = _packed_linear(torch) if weight_bytes <= PACKED_MAX_BYTES else None
+    for module in layers:
+        module.forward = _bound_linear(module, torch, packed_ops)
+    return len(layers)
 
 
 def restore_linear(model: Any) -> None:
@@ -68,11 +72,10 @@ def _packed_linear(torch: Any) -> tuple[Any, Any] | None:
     return (lambda weight: reorder(weight, 8)), run
 
 
-def _bound_linear(module: Any, torch: Any) -> Any:
+def _bound_linear(module: Any, torch: Any, packed_ops: tuple[Any, Any] | None) -> Any:
     weight_ref = module  # read .weight at call time: tied or reloaded weights stay current
     linear, mm, cat = torch.nn.functional.linear, torch.mm, torch.cat
-    packed_ops = _packed_linear(torch)
-    packed: list[Any] = []  # [weight, its version, reordered copy], made on the first batched call
+    packed: list[Any] = []  # [weight, its version, reordered copy], made on the first 3+ row call
 
     def reordered(weight: Any) -> Any:
         if not packed or packed[0] is not weight or packed[1] != weight._version:
@@ -83,12 +86,14 @@ def _bound_linear(module: Any, torch: Any) -> Any:
         weight, bias = weight_ref.weight, weight_ref.bias
         features = x.shape[-1]
         rows = x.numel() // features if features else 0
-        if rows == 0 or rows > SMALL_ROWS or x.dtype != weight.dtype:
+        if rows == 0 or x.dtype != weight.dtype:
             return linear(x, weight, bias)
         flat = x.reshape(rows, features)
         if rows >= PACKED_ROWS and packed_ops is not None and weight.dtype == torch.float32:
             out = packed_ops[1](flat.contiguous(), reordered(weight), bias)
             return out.reshape(*x.shape[:-1], weight.shape[0])
+        if rows > SMALL_ROWS:
+            return linear(x, weight, bias)
         if rows == 1:
             out = mm(weight, cat([flat, flat]).t())[:, :1]
         else:
