@@ -821,17 +821,18 @@ class _Engine:
                     cache.batch_select_indices(index)
                     attention = attention[index]
                     next_tokens = next_tokens[index]
-                    start = int((attention.sum(dim=0) > 0).nonzero()[0])
-                    if start > 0:  # columns that are padding in every remaining row
+                    used = attention.sum(dim=0) > 0
+                    if not bool(used.all()):  # drop columns that are padding in every remaining row
+                        columns = used.nonzero().squeeze(1)  # (a last row is left with none: no mask)
                         for layer in cache.layers:
-                            layer.keys = layer.keys[:, :, start:].contiguous()
-                            layer.values = layer.values[:, :, start:].contiguous()
-                        attention = attention[:, start:]
+                            layer.keys = layer.keys[:, :, columns]
+                            layer.values = layer.values[:, :, columns]
+                        attention = attention[:, columns]
                 attention = torch.cat([attention, attention.new_ones((len(rows), 1))], dim=1)
                 positions = torch.tensor([[len(r.prompt_ids) + len(r.tokens) - 1] for r in rows],
                                          dtype=torch.long, device=attention.device)
                 mask = attention
-                if self._padding_mask_4d and len(rows) > 1:
+                if self._padding_mask_4d and not bool(attention.all()):
                     mask = attention[:, None, None, :].bool()  # (rows, 1, 1, keys): True = attend
                 logits = self._forward(next_tokens[:, None], mask, positions, cache)
                 step_log.append((len(rows), time.perf_counter() - step_started))
