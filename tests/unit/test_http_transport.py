@@ -178,6 +178,17 @@ def test_a_refused_connection_is_a_connection_error() -> None:
         ask(client(f"http://127.0.0.1:{port}/v1"))
 
 
+def test_a_redirect_to_https_goes_through_the_stock_transport(serve: Callable[..., ScriptedServer]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as placeholder:
+        port = placeholder.getsockname()[1]  # nothing listens there: the stock transport fails to connect
+    server = serve(lambda n: b"HTTP/1.1 307 Temporary Redirect\r\nLocation: https://127.0.0.1:%d/v1/chat/completions\r\n"
+                   b"Content-Length: 0\r\n\r\n" % port)
+    with pytest.raises(openai.APIConnectionError) as caught:
+        ask(client(server.url))
+    cause = caught.value.__cause__
+    assert type(cause).__name__ == "ConnectError" and cause.request.url.scheme == "https"  # followed, not refused
+
+
 def test_which_endpoints_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY", STOCK_ENV):
         monkeypatch.delenv(name, raising=False)

@@ -9,7 +9,8 @@ errors. Only the bytes on the wire are handled here: one request at a time per c
 connections kept for reuse, ``Content-Length``, chunked and read-to-close bodies, and httpx's own
 exceptions for timeouts and broken connections (which the SDK turns into ``APITimeoutError`` and
 ``APIConnectionError``). ``https://`` endpoints and endpoints behind a proxy keep the SDK's
-default transport; ``PYTEST_LLMJUDGE_STOCK_HTTP=1`` turns this one off everywhere.
+default transport (and a redirect to ``https://`` is handed to httpx's own);
+``PYTEST_LLMJUDGE_STOCK_HTTP=1`` turns this one off everywhere.
 """
 
 from __future__ import annotations
@@ -68,12 +69,15 @@ def _make_transport_class(httpx: ModuleType) -> type:
         def __init__(self) -> None:
             self._idle: dict[tuple[str, int], list[tuple[socket.socket, Any]]] = {}
             self._lock = threading.Lock()
+            self._stock: Any = None  # httpx's own transport, for a redirect to https
 
         def handle_request(self, request: Any) -> Any:
             url = request.url
             if url.scheme != "http":
-                raise httpx.UnsupportedProtocol(f"this transport speaks plain http only, not {url.scheme!r}",
-                                                request=request)
+                with self._lock:
+                    if self._stock is None:
+                        self._stock = httpx.HTTPTransport()
+                return self._stock.handle_request(request)
             timeouts = request.extensions.get("timeout") or {}
             key = (url.host, url.port or 80)
             method = request.method.encode() if isinstance(request.method, str) else request.method
@@ -135,6 +139,9 @@ def _make_transport_class(httpx: ModuleType) -> type:
         def close(self) -> None:
             with self._lock:
                 pools, self._idle = list(self._idle.values()), {}
+                stock, self._stock = self._stock, None
+            if stock is not None:
+                stock.close()
             for pool in pools:
                 for connection in pool:
                     _close(connection)
