@@ -111,12 +111,7 @@ def _make_transport_class(httpx: ModuleType) -> type:
                     connection = pool.pop() if pool else None
                 if connection is None:
                     break
-                sock = connection[0]
-                try:
-                    readable = select.select([sock], [], [], 0)[0]
-                except (OSError, ValueError):
-                    readable = [sock]
-                if not readable:
+                if not _readable(connection[0]):
                     return connection, True
                 _close(connection)  # idle and readable: closed by the server (or junk)
             try:
@@ -147,6 +142,18 @@ def _make_transport_class(httpx: ModuleType) -> type:
                     _close(connection)
 
     return KeepAliveTransport
+
+
+def _readable(sock: socket.socket) -> bool:
+    """True when an idle connection has something to read: the server closed it (or sent junk)."""
+    try:
+        if hasattr(select, "poll"):  # no FD_SETSIZE limit, unlike select()
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
 
 
 def _close(connection: tuple[socket.socket, Any]) -> None:
