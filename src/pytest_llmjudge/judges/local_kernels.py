@@ -1,4 +1,4 @@
-"""CPU decode speed-ups for the local judge's model, applied after it is loaded.
+"""CPU speed-ups for the local judge's model (decoding and prompts), applied after it is loaded.
 
 Each changes how a product is computed, never what: outputs match the stock path to float
 rounding (tests compare batched and sequential verdicts).
