@@ -7,7 +7,6 @@ order; every observable result must equal the ``--llm-concurrency 1`` run.
 from __future__ import annotations
 
 import itertools
-
 import json
 import re
 import sqlite3
