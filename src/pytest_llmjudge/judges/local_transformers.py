@@ -1081,10 +1081,7 @@ def make_local_judge(model: str, **options: Any) -> LocalJudge:
         engine = _engines.get(key)
         if engine is None:
             with collections_paused():  # ~1M long-lived objects: the GC's passes cost ~1 s here
-                deps = _import_deps()
-                if opts.load_in_4bit:
-                    _check_4bit(deps)
-                engine = _engines[key] = _Engine(source, opts)
+                engine = _engines[key] = _Engine(source, opts)  # imports deps; _load refuses 4-bit without CUDA
     name = f"local:{SMOLLM2_ALIAS}" if source.gguf_file == SMOLLM2_GGUF and model.strip().lower() == SMOLLM2_ALIAS else f"local:{model}"
     return LocalJudge(name, engine, opts)
 
