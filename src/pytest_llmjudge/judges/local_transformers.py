@@ -964,8 +964,8 @@ def _sample(torch: Any, scores: Any, key: _GenKey, generator: Any) -> Any:
     logits = scores / max(key.temperature, 1e-5)
     if key.top_p is not None and key.top_p < 1.0:
         ordered, order = torch.sort(logits, descending=True, dim=-1)
-        cumulative = ordered.softmax(dim=-1).cumsum(dim=-1)
-        drop = cumulative - ordered.softmax(dim=-1) > key.top_p  # keep the token that crosses top_p
+        ordered_probs = ordered.softmax(dim=-1)
+        drop = ordered_probs.cumsum(dim=-1) - ordered_probs > key.top_p  # keep the token that crosses top_p
         ordered = ordered.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, ordered)
     probs = logits.softmax(dim=-1)
