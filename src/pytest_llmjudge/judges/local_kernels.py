@@ -28,7 +28,8 @@ takes ``enable_gqa=True`` instead (torch >= 2.5): same result, no copy.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 #: up to this many rows a linear layer without the reordered copy uses ``W @ x.T``, beyond F.linear
 SMALL_ROWS = 16
@@ -44,9 +45,9 @@ def use_small_batch_linear(model: Any, torch: Any) -> int:
         return 0  # cuBLAS needs no help
     layers = [m for m in model.modules() if type(m) is torch.nn.Linear]
     weight_bytes = sum(m.weight.numel() * m.weight.element_size() for m in layers)
-    packed_ops = _packed_linear(torch) if weight_bytes <= PACKED_MAX_BYTES else None
+    onednn = _onednn_linear(torch) if weight_bytes <= PACKED_MAX_BYTES else None
     for module in layers:
-        module.forward = _bound_linear(module, torch, packed_ops)
+        module.forward = _bound_linear(module, torch, onednn)
     return len(layers)
 
 
@@ -56,8 +57,15 @@ def restore_linear(model: Any) -> None:
         module.__dict__.pop("forward", None)
 
 
-def _packed_linear(torch: Any) -> tuple[Any, Any] | None:
-    """oneDNN's linear on a reordered weight: ``(reorder(weight), run(x, reordered, bias))``; None without it."""
+class _OneDNN(NamedTuple):
+    """oneDNN's linear on a reordered weight (torch's private mkldnn ops)."""
+
+    reorder: Callable[[Any], Any]  # weight -> its reordered copy
+    run: Callable[[Any, Any, Any], Any]  # (rows, reordered copy, bias) -> output
+
+
+def _onednn_linear(torch: Any) -> _OneDNN | None:
+    """The oneDNN linear ops, or None where this torch lacks them."""
     ops = getattr(torch.ops, "mkldnn", None)
     if not torch.backends.mkldnn.is_available() or ops is None:
         return None
@@ -65,22 +73,21 @@ def _packed_linear(torch: Any) -> tuple[Any, Any] | None:
         reorder, linear = ops._reorder_linear_weight, ops._linear_pointwise
     except (AttributeError, RuntimeError):
         return None
-
-    def run(x: Any, reordered: Any, bias: Any) -> Any:
-        return linear(x, reordered, bias, "none", [], "")
-
-    return (lambda weight: reorder(weight, 8)), run
+    return _OneDNN(reorder=lambda weight: reorder(weight, 8),
+                   run=lambda x, reordered, bias: linear(x, reordered, bias, "none", [], ""))
 
 
-def _bound_linear(module: Any, torch: Any, packed_ops: tuple[Any, Any] | None) -> Any:
+def _bound_linear(module: Any, torch: Any, onednn: _OneDNN | None) -> Any:
     weight_ref = module  # read .weight at call time: tied or reloaded weights stay current
     linear, mm, cat = torch.nn.functional.linear, torch.mm, torch.cat
-    packed: list[Any] = []  # [weight, its version, reordered copy], made on the first 3+ row call
+    copied_from: tuple[Any, int] | None = None  # (weight, its version) behind ``copy``
+    copy: Any = None  # the reordered weight, made on the first 3+ row call
 
     def reordered(weight: Any) -> Any:
-        if not packed or packed[0] is not weight or packed[1] != weight._version:
-            packed[:] = [weight, weight._version, packed_ops[0](weight.detach())]
-        return packed[2]
+        nonlocal copied_from, copy
+        if copied_from is None or copied_from[0] is not weight or copied_from[1] != weight._version:
+            copied_from, copy = (weight, weight._version), onednn.reorder(weight.detach())
+        return copy
 
     def forward(x: Any) -> Any:
         weight, bias = weight_ref.weight, weight_ref.bias
@@ -89,8 +96,8 @@ def _bound_linear(module: Any, torch: Any, packed_ops: tuple[Any, Any] | None) -
         if rows == 0 or x.dtype != weight.dtype:
             return linear(x, weight, bias)
         flat = x.reshape(rows, features)
-        if rows >= PACKED_ROWS and packed_ops is not None and weight.dtype == torch.float32:
-            out = packed_ops[1](flat.contiguous(), reordered(weight), bias)
+        if rows >= PACKED_ROWS and onednn is not None and weight.dtype == torch.float32:
+            out = onednn.run(flat.contiguous(), reordered(weight), bias)
             return out.reshape(*x.shape[:-1], weight.shape[0])
         if rows > SMALL_ROWS:
             return linear(x, weight, bias)
