@@ -15,6 +15,7 @@ default transport (and a redirect to ``https://`` is handed to httpx's own);
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import socket
@@ -52,17 +53,9 @@ def keepalive_transport(httpx: ModuleType) -> Any:
     return _transport_class(httpx)()
 
 
-_classes: dict[str, type] = {}
-
-
+@functools.cache
 def _transport_class(httpx: ModuleType) -> type:
-    cls = _classes.get(httpx.__name__)
-    if cls is None:
-        cls = _classes[httpx.__name__] = _make_transport_class(httpx)
-    return cls
-
-
-def _make_transport_class(httpx: ModuleType) -> type:
+    """The transport class, built once per httpx module (it subclasses that module's BaseTransport)."""
     class KeepAliveTransport(httpx.BaseTransport):  # type: ignore[misc, name-defined]
         """HTTP/1.1 over plain sockets with a per-host pool of idle connections."""
 
