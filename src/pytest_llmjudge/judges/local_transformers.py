@@ -511,9 +511,8 @@ class _Engine:
         self._cond = threading.Condition()
         self._queue: list[_Pending] = []
         self._leading = False
-        #: figures and raw tokens of the last generate() call, for benchmarks and tests
+        #: figures and per-step (rows, seconds) of the last decode, for benchmarks and tests
         self.last_stats: dict[str, float] = {}
-        self.last_tokens: list[list[int]] = []
         self.last_steps: list[tuple[int, float]] = []
 
     # ---- queue
@@ -845,7 +844,6 @@ class _Engine:
     def _result(self, row: _Row, key: _GenKey, constrained: bool) -> JudgeResponse | JudgeError:
         """The response for a finished row: validated, with its score distribution."""
         tokens = row.tokens
-        self.last_tokens = [list(tokens)]
         request = row.pending.request
         text = self.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         usage = {"prompt_tokens": len(row.prompt_ids), "completion_tokens": len(tokens),
