@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from . import hookspecs
-from .assertion import ItemVerdicts, assert_llm_score as _assert_llm_score, failure_longrepr, items_key
+from .assertion import assert_llm_score as _assert_llm_score, entries_key, item_entries
 from .errors import DatasetError, JudgeError, LLMJudgeError
 from .heap import freeze_if_pending
 from .judges import Judge, make_judge
@@ -24,11 +24,8 @@ from .settings import Settings, addoptions
 session_key = pytest.StashKey[LLMJudgeSession]()
 summary_key = pytest.StashKey[RunSummary]()
 gates_key = pytest.StashKey[list[GateResult]]()
-release_key = pytest.StashKey[Any]()
 extra_lines_key = pytest.StashKey[list[str]]()
 baseline_key = pytest.StashKey[Any]()
-
-ReportFinalizer = Callable[[pytest.Item, list[pytest.TestReport]], None]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -154,95 +151,35 @@ def assert_llm_score(request: pytest.FixtureRequest) -> Callable[..., Any]:
 
 
 # -- running and reporting --------------------------------------------------------------
-def _attach(item: pytest.Item, reports: list[pytest.TestReport]) -> None:
-    """Put the item's verdict records on its call report; fail it on a late failure."""
-    record: ItemVerdicts | None = item.stash.get(items_key, None)
-    if record is None or not record.entries:
+def _attach(item: pytest.Item, call: pytest.TestReport) -> None:
+    """Put the item's verdict records (those made up to the end of its body) on its call report."""
+    entries = item_entries(item)
+    if not entries:
         return
-    call = next((r for r in reports if r.when == "call"), None)
-    if call is None:
-        return
-    kept, failure, failing = record.settle()
-    session = item.config.stash[session_key]
-    if session.concurrent:
-        # the rows are written by the verdicts' done-callbacks on the worker threads, which may run
-        # after this item is reported (even after the results file is closed): write what is due now
-        record.write_ready(session, item.nodeid)
-    records = [entry.as_record() for entry in kept]
+    records = [entry.as_record() for entry in entries]
     call.llmjudge_records = records  # type: ignore[attr-defined]
     if junit.junit_family(item.config) != "xunit2":
-        # pytest's JUnit writer reads user_properties from the *teardown* report: sequential
-        # runs build it later from item.user_properties, concurrent runs already hold it
-        props = junit.per_test_properties(records)
-        item.user_properties.extend(props)
-        for report in reports:
-            if report.when in ("call", "teardown"):
-                report.user_properties = list(report.user_properties) + props
-    if failure is not None and failing is not None and not failing.raised:
-        _late_failure(item, call, failure_longrepr(failing, failure), failure)
-
-
-def _late_failure(item: pytest.Item, call: pytest.TestReport, longrepr: Any, failure: BaseException) -> None:
-    """Report a failure found after the body finished as if the body had raised it (xfail too)."""
-    from _pytest.skipping import xfailed_key
-
-    call.longrepr = longrepr
-    xfailed = None if item.config.option.runxfail else item.stash.get(xfailed_key, None)
-    raises = xfailed.raises if xfailed is not None else None
-    if xfailed is not None and (
-        raises is None
-        or (isinstance(raises, (type, tuple)) and isinstance(failure, raises))
-        or (hasattr(raises, "matches") and raises.matches(failure))
-    ):
-        call.outcome = "skipped"
-        call.wasxfail = xfailed.reason  # type: ignore[attr-defined]
-    else:
-        call.outcome = "failed"
-        if hasattr(call, "wasxfail"):
-            del call.wasxfail  # type: ignore[attr-defined]
+        # pytest's JUnit writer reads user_properties from the teardown report, built later
+        # from item.user_properties
+        item.user_properties.extend(junit.per_test_properties(records))
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    session = item.config.stash[session_key]
-    if report.when == "call" and not session.concurrent:
-        _attach(item, [report])
+    if report.when == "call":
+        _attach(item, report)
     return report
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
-    """Concurrent judging: run ahead, hold reports until verdicts arrive, log in order."""
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[entries_key] = []  # a rerun (pytest-rerunfailures) starts with no verdicts
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     freeze_if_pending()  # between two tests: a judge SDK imported meanwhile leaves the GC's way
-    session = item.config.stash[session_key]
-    if not session.concurrent:
-        return None
-    release = item.config.stash.get(release_key, None)
-    if "assert_llm_score" not in getattr(item, "fixturenames", ()) and (release is None or not release.queue):
-        return None  # a test that judges nothing runs the ordinary way (unless it must queue behind one)
-    if release is None:
-        from .scheduling import OrderedRelease
-
-        release = OrderedRelease(item.session, _attach, window=max(2 * session.settings.concurrency, 8))
-        item.config.stash[release_key] = release
-    release.run(item, nextitem)
-    return True
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtestloop(session: pytest.Session) -> Generator[None, object, object]:
-    try:
-        return (yield)
-    except BaseException:
-        release = session.config.stash.get(release_key, None)
-        if release is not None:
-            release.drain(wait=False)  # interrupted: keep what is judged, wait for nothing
-        raise
-    finally:
-        release = session.config.stash.get(release_key, None)
-        if release is not None:
-            release.drain()
 
 
 class SummaryCollector:

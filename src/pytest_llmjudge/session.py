@@ -1,17 +1,15 @@
-"""The run-wide state of the plugin: judges, executor, cache and results file."""
+"""The run-wide state of the plugin: judges, cache and results file."""
 
 from __future__ import annotations
 
 import threading
 import uuid
-from concurrent.futures import Future
 from typing import Any
 
 import pytest
 
 from .errors import ConfigError
 from .evaluation import evaluate
-from .executor import DaemonExecutor
 from .judges import Judge, Sampling, default_judge_spec
 from .metrics.base import AnyMetric, MetricInputs
 from .repeats import RepeatPlan, add_noise_samples, judge_repeated
@@ -29,7 +27,6 @@ class LLMJudgeSession:
         self.run_id = _run_id(config)
         self._judges: dict[str, Judge] = {}
         self._judges_lock = threading.Lock()
-        self._executor: DaemonExecutor | None = None
         self.cache = _open_cache(settings)
         self.results = ResultsWriter.for_session(config, settings, self.run_id)
         self.stats_lock = threading.Lock()
@@ -64,7 +61,7 @@ class LLMJudgeSession:
 
     def evaluate(
         self, metric: AnyMetric, inputs: MetricInputs, judge: Judge | None, threshold: float, nodeid: str,
-        plan: RepeatPlan = RepeatPlan(), *, write: bool = True,
+        plan: RepeatPlan = RepeatPlan(),
     ) -> Verdict:
         """Grade one answer now (sampled as ``plan`` says) and append its row to the results file."""
 
@@ -88,11 +85,9 @@ class LLMJudgeSession:
             if self._take_noise_slot(metric.name) and metric.needs_judge:
                 add_noise_samples(verdict, sample, self.settings.repeat_temperature)
         except Exception as exc:
-            if write:
-                self.results.write_error(nodeid, metric.name, judge.name if judge else "", exc)
+            self.results.write_error(nodeid, metric.name, judge.name if judge else "", exc)
             raise
-        if write:  # concurrent judging writes through ItemVerdicts.write_ready, in call order
-            self.results.write(nodeid, verdict)
+        self.results.write(nodeid, verdict)
         return verdict
 
     def _take_noise_slot(self, metric: str) -> bool:
@@ -106,15 +101,7 @@ class LLMJudgeSession:
             self._noise_used[metric] = used + 1
             return True
 
-    def submit(self, *args: Any, **kwargs: Any) -> Future[Verdict]:
-        """``evaluate`` on the worker threads."""
-        if self._executor is None:
-            self._executor = DaemonExecutor(self.settings.concurrency)
-        return self._executor.submit(lambda: self.evaluate(*args, **kwargs))
-
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown()
         for judge in self._judges.values():
             close = getattr(judge, "close", None)
             if close is not None:
