@@ -51,3 +51,11 @@ def number_in(low: float, high: float | None = None) -> Callable[[str], float]:
 
 unit_float = number_in(0.0, 1.0)
 non_negative_float = number_in(0.0)
+
+
+def on_off(text: str) -> str:
+    """``on`` or ``off``."""
+    value = text.strip().lower()
+    if value not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return value

@@ -11,6 +11,7 @@ from .errors import ConfigError, JudgeError, LLMScoreError
 from .judges.base import Judge
 from .metrics import get_metric
 from .metrics.base import AnyMetric, MetricInputs
+from .report.texts import judged_texts
 from .secrets import redact
 from .session import LLMJudgeSession
 from .verdict import Verdict
@@ -25,7 +26,7 @@ class Entry:
     soft: bool
     verdict: Verdict | None = None
     error: BaseException | None = None
-    texts: dict[str, str] = field(default_factory=dict)  # input/output/expected, for reports
+    texts: dict[str, Any] = field(default_factory=dict)  # what was judged (report/texts.py)
 
     def as_record(self) -> dict[str, Any]:
         """Plain data for the test report (crosses xdist)."""
@@ -104,11 +105,13 @@ def assert_llm_score(
         metric=metric_obj.name,
         judge=judge_obj.name if judge_obj is not None else getattr(metric_obj, "judge_name", "check"),
         soft=session.settings.soft,
-        texts={k: _clip(v) for k, v in (("input", input), ("output", output), ("expected", expected)) if v},
+        texts=judged_texts(inputs.as_dict(), getattr(item, "funcargs", {}).get("case"),
+                           keep_texts=session.settings.results_texts),
     )
     item.stash.setdefault(entries_key, []).append(entry)
     try:  # judged here and now: the row is written as the verdict completes
-        entry.verdict = session.evaluate(metric_obj, inputs, judge_obj, float(threshold), item.nodeid, plan)
+        entry.verdict = session.evaluate(metric_obj, inputs, judge_obj, float(threshold), item.nodeid, plan,
+                                         texts=entry.texts)
     except JudgeError as exc:
         entry.error = exc
         raise
@@ -121,10 +124,6 @@ def _check_counts(where: str, counts: dict[str, Any]) -> None:
     for name, value in counts.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"{where}: {name} must be a positive integer, got {value!r}")
-
-
-def _clip(text: str, limit: int = 2000) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _error_text(error: BaseException | None) -> str:

@@ -116,6 +116,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize("case", cases, ids=[case.id for case in cases])
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The results file's CSV header names every dataset column of the collected tests."""
+    from .report.texts import case_columns
+
+    llm = session.config.stash[session_key]
+    columns: dict[str, None] = {}
+    for item in session.items:
+        callspec = getattr(item, "callspec", None)
+        case = case_columns(callspec.params.get("case"), keep_texts=llm.settings.results_texts) if callspec else None
+        columns.update(dict.fromkeys(case or ()))
+    llm.results.set_case_columns(list(columns))
+
+
 # -- fixtures ---------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def llm_judge(pytestconfig: pytest.Config) -> Judge:

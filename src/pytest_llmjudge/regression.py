@@ -45,6 +45,10 @@ N_RESAMPLES = 10000
 COMPARED_SETTINGS = ("judge", "base_url", "threshold", "repeat", "repeat_temperature")
 #: flipped/added/missing cases listed per metric in the text and markdown forms
 MAX_LISTED = 20
+#: texts a case keeps for showing its flip side by side
+TEXT_NAMES = ("input", "output", "expected", "context", "criteria", "reason")
+#: characters of a text shown in the terminal and markdown forms of a flip
+FLIP_CHARS = 300
 
 
 class BaselineError(LLMJudgeError):
@@ -62,9 +66,22 @@ class CaseResult:
     passed: bool | None = None
     threshold: float | None = None
     error: str | None = None
+    #: what was judged and the judge's reason (``input``, ``output``, ``expected``, ``context``,
+    #: ``criteria``, ``reason``), when the run recorded them
+    texts: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class FlippedCase:
+    """A case whose verdict flipped between the runs, with both sides' texts."""
+
+    label: str
+    direction: str  # "pass->fail" or "fail->pass"
+    baseline: CaseResult
+    current: CaseResult
 
 
 @dataclass
@@ -302,9 +319,12 @@ def _case(row: Mapping[str, Any], where: str) -> CaseResult:
         raise BaselineError(f"{where}: missing score")
     if error is not None:
         score = None
+    texts = {name: value for name in TEXT_NAMES if isinstance(value := row.get(name), str) and value.strip()}
+    if isinstance(row.get("texts"), dict):  # a baseline file's case
+        texts.update({k: v for k, v in row["texts"].items() if k in TEXT_NAMES and isinstance(v, str)})
     return CaseResult(test_id=test_id, metric=metric, score=score, samples=samples,
                       passed=_flag(row.get("passed"), where), threshold=_unit(row.get("threshold"), "threshold", where),
-                      error=error)
+                      error=error, texts=texts)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -330,6 +350,7 @@ class MetricComparison:
     added: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     errored: list[str] = field(default_factory=list)
+    flipped: list[FlippedCase] = field(default_factory=list)
 
     def interval_text(self, digits: int = 3) -> str:
         if self.low is None or self.high is None:
@@ -377,8 +398,8 @@ class Comparison:
         return (f"llmjudge baseline: REGRESSED against {self.baseline_source}: " + "; ".join(parts)
                 + f" (whole {self.confidence:.0%} interval below {_neg(self.tolerance)})")
 
-    def lines(self) -> list[str]:
-        """The comparison as terminal text."""
+    def lines(self, *, flipped_texts: bool = False) -> list[str]:
+        """The comparison as terminal text; ``flipped_texts`` adds each flipped case's texts."""
         out = [f"baseline: {self.baseline_source} ({self.baseline_cases} verdicts)  "
                f"current: {self.current_source} ({self.current_cases} verdicts)", self.method_text()]
         out.extend(f"note: {note}" for note in self.notes)
@@ -403,6 +424,9 @@ class Comparison:
                     shown = ", ".join(items[:MAX_LISTED])
                     more = f", ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
                     out.append(f"{m.metric} {label} ({len(items)}): {shown}{more}")
+        for m in self.metrics if flipped_texts else ():
+            for flip in m.flipped[:MAX_LISTED]:
+                out.extend(_flip_lines(m.metric, flip))
         out.append(self.summary_line())
         return out
 
@@ -437,6 +461,17 @@ class Comparison:
                                    + (f", … and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""))
         if details:
             out += ["", "<details><summary>Changed cases</summary>", "", *details, "", "</details>"]
+        flips = [(m.metric, flip) for m in self.metrics for flip in m.flipped[:MAX_LISTED]]
+        if flips:
+            out += ["", "<details><summary>Flipped cases, side by side</summary>", "",
+                    "| case | metric | input | expected | baseline | current |", "|---|---|---|---|---|---|"]
+            for metric, flip in flips:
+                b, c = flip.baseline, flip.current
+                out.append(f"| {_md_code(flip.label)} {flip.direction.replace('->', ' → ')} | {_md_cell(metric)} | "
+                           f"{_md_cell(_clip(c.texts.get('input') or b.texts.get('input', '')))} | "
+                           f"{_md_cell(_clip(c.texts.get('expected') or b.texts.get('expected', '')))} | "
+                           f"{_md_side(b)} | {_md_side(c)} |")
+            out += ["", "</details>"]
         out += ["", f"<sub>{_md_cell(self.method_text())}.</sub>"]
         if self.notes:
             out += [""] + [f"> {_md_cell(note)}" for note in self.notes]
@@ -481,6 +516,42 @@ def _md_code(text: str) -> str:
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _clip(text: str, limit: int = FLIP_CHARS) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _side_text(case: CaseResult) -> str:
+    score = "-" if case.score is None else f"{case.score:.2f}"
+    return f"{score} {'passed' if _passed(case) else 'failed'}"
+
+
+def _md_side(case: CaseResult) -> str:
+    """One side of a flip in a markdown cell: score, the answer, the judge's reason."""
+    parts = [f"**{_side_text(case)}**"]
+    if case.texts.get("output"):
+        parts.append(_md_cell(_clip(case.texts["output"])))
+    if case.texts.get("reason"):
+        parts.append("<i>" + _md_cell(_clip(case.texts["reason"])) + "</i>")
+    return "<br>".join(parts)
+
+
+def _flip_lines(metric: str, flip: FlippedCase) -> list[str]:
+    """A flipped case in the terminal form: the shared texts, then each side's answer and reason."""
+    b, c = flip.baseline, flip.current
+    lines = [f"{metric} {flip.direction}: {flip.label}"]
+    for name in ("input", "expected"):
+        text = c.texts.get(name) or b.texts.get(name)
+        if text:
+            lines.append(f"    {name + ':':10}{_clip(text)}")
+    for side, case in (("baseline", b), ("current", c)):
+        lines.append(f"    {side + ':':10}{_side_text(case)}")
+        for name in ("output", "reason"):
+            if case.texts.get(name):
+                lines.append(f"      {name + ':':8}{_clip(case.texts[name])}")
+    return lines
 
 
 def _as_baseline(value: BaselineLike, source: str) -> Baseline:
@@ -550,8 +621,10 @@ def compare(
             b_pass, c_pass = _passed(b), _passed(c)
             if b_pass and c_pass is False:
                 result.pass_to_fail.append(_label(key))
+                result.flipped.append(FlippedCase(_label(key), "pass->fail", b, c))
             elif b_pass is False and c_pass:
                 result.fail_to_pass.append(_label(key))
+                result.flipped.append(FlippedCase(_label(key), "fail->pass", b, c))
         result.added = [_label(k) for k in sorted(cur_keys) if k[1] == metric and k not in base_keys]
         result.paired = len(pairs)
         if pairs:
@@ -625,7 +698,8 @@ def run_compare(args: argparse.Namespace) -> int:
         return 2
     comparison = compare(baseline, current, tolerance=args.tolerance, seed=args.seed,
                          confidence=args.confidence, n_resamples=args.resamples)
-    text = comparison.markdown() if args.format == "markdown" else "\n".join(comparison.lines()) + "\n"
+    text = (comparison.markdown() if args.format == "markdown"
+            else "\n".join(comparison.lines(flipped_texts=True)) + "\n")
     if args.output:
         try:
             Path(args.output).write_text(text, encoding="utf-8")

@@ -61,7 +61,7 @@ class LLMJudgeSession:
 
     def evaluate(
         self, metric: AnyMetric, inputs: MetricInputs, judge: Judge | None, threshold: float, nodeid: str,
-        plan: RepeatPlan = RepeatPlan(),
+        plan: RepeatPlan = RepeatPlan(), *, texts: dict[str, Any] | None = None,
     ) -> Verdict:
         """Grade one answer now (sampled as ``plan`` says) and append its row to the results file."""
 
@@ -85,9 +85,9 @@ class LLMJudgeSession:
             if self._take_noise_slot(metric.name) and metric.needs_judge:
                 add_noise_samples(verdict, sample, self.settings.repeat_temperature)
         except Exception as exc:
-            self.results.write_error(nodeid, metric.name, judge.name if judge else "", exc)
+            self.results.write_error(nodeid, metric.name, judge.name if judge else "", exc, texts)
             raise
-        self.results.write(nodeid, verdict)
+        self.results.write(nodeid, verdict, texts)
         return verdict
 
     def _take_noise_slot(self, metric: str) -> bool:

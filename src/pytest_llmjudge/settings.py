@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .argtypes import non_negative_float, non_negative_int, positive_float, positive_int, unit_float
+from .argtypes import non_negative_float, non_negative_int, on_off, positive_float, positive_int, unit_float
 from .repeats import RepeatPlan
 from .secrets import safe_url
 
@@ -28,6 +28,22 @@ def parse_pass_rate(value: str) -> tuple[str, float]:
             f"invalid --llm-min-pass-rate {value!r}: use METRIC=RATE, e.g. correctness=0.9 or '*=80%'"
         )
     return metric.strip(), number
+
+
+def parse_price(line: str) -> tuple[str, tuple[float, float]]:
+    """``MODEL = INPUT_PER_1M OUTPUT_PER_1M`` (prices per million prompt/completion tokens)."""
+    model, sep, rest = line.partition("=")
+    numbers = rest.split()
+    try:
+        prices = tuple(float(n) for n in numbers)
+    except ValueError:
+        prices = ()
+    if not sep or not model.strip() or len(prices) != 2 or any(not 0 <= p < float("inf") for p in prices):
+        raise argparse.ArgumentTypeError(
+            f"invalid llm_prices line {line!r}: use MODEL = INPUT_PER_1M OUTPUT_PER_1M, "
+            "e.g. gpt-4o-mini = 0.15 0.60"
+        )
+    return model.strip(), (prices[0], prices[1])
 
 
 def repeat_count(value: str) -> str:
@@ -50,6 +66,8 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [
     ("--llm-base-url", str, None, "Base URL of an OpenAI-compatible server or TGI endpoint (else OPENAI_BASE_URL)"),
     ("--llm-threshold", unit_float, 0.5, "Default pass threshold on the 0-1 score (default 0.5)"),
     ("--llm-results", str, None, "Write one row per verdict to this .jsonl or .csv file"),
+    ("--llm-results-texts", on_off, "on", "on: results rows carry the judged texts and dataset columns; off: only the case id"),
+    ("--llm-markdown", str, None, "Write a markdown summary to this path (also appended to $GITHUB_STEP_SUMMARY when set)"),
     ("--llm-max-retries", non_negative_int, 4, "Retries per judge request on 429/5xx/timeouts (default 4)"),
     ("--llm-timeout", positive_float, 60.0, "Per-request judge timeout in seconds (default 60)"),
     ("--llm-concurrency", positive_int, 16, "Judge requests in flight at once; 1 is strictly sequential (default 16)"),
@@ -94,6 +112,14 @@ def addoptions(parser: pytest.Parser) -> None:
         default=None, metavar="METRIC=RATE",
         help="Fail the session when METRIC's pass rate is below RATE ('*' for every metric; repeatable)",
     )
+    parser.addini("llm_group_by", help="Dataset columns to break results down by, one per line",
+                  type="linelist", default=[])
+    group.addoption(
+        "--llm-group-by", dest="llm_group_by", action="append", default=None, metavar="COLUMN",
+        help="Break pass rate and mean score down by this dataset column (repeatable)",
+    )
+    parser.addini("llm_prices", help="Judge prices, 'MODEL = INPUT_PER_1M OUTPUT_PER_1M' per line (USD per "
+                  "million prompt/completion tokens)", type="linelist", default=[])
     group.addoption("--llm-cache-clear", action="store_true", default=False, help="Empty the verdict cache first")
     group.addoption("--llm-cache-stats", action="store_true", default=False, help="Print verdict cache entries and size")
 
@@ -144,6 +170,11 @@ class Settings:
     html: Path | None = None
     preflight: Path | None = None
     preflight_min: float = 0.8
+    results_texts: bool = True
+    markdown: Path | None = None
+    group_by: tuple[str, ...] = ()
+    #: judge model (``gpt-4o-mini`` or ``openai:gpt-4o-mini``) -> (input, output) USD per 1M tokens
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def repeat_plan(self, min_passes: int | None = None, samples: int | None = None) -> RepeatPlan:
         """The repeat plan of one assertion (its own ``min_passes``/``samples`` win)."""
@@ -192,6 +223,10 @@ class Settings:
             html=_path(config, "llm_html"),
             preflight=_path(config, "llm_preflight"),
             preflight_min=_value(config, "llm_preflight_min"),
+            results_texts=_value(config, "llm_results_texts") == "on",
+            markdown=_path(config, "llm_markdown"),
+            group_by=tuple(config.getoption("llm_group_by", default=None) or config.getini("llm_group_by")),
+            prices=_prices(config),
         )
 
     def public(self) -> dict[str, Any]:
@@ -203,6 +238,13 @@ class Settings:
             "repeat": self.repeat, "repeat_max": self.repeat_max,
             "repeat_temperature": self.repeat_temperature,
         }
+
+
+def _prices(config: pytest.Config) -> dict[str, tuple[float, float]]:
+    try:
+        return dict(parse_price(line) for line in config.getini("llm_prices") if line.strip())
+    except argparse.ArgumentTypeError as exc:
+        raise pytest.UsageError(f"ini option llm_prices: {exc}") from None
 
 
 def _path(config: pytest.Config, name: str) -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import subprocess
@@ -59,10 +60,12 @@ def test_save_and_load_baseline_round_trip(tmp_path: Path) -> None:
     assert data["settings"] == settings
     assert data["created"].endswith("+00:00")
     assert data["cases"][0] == {"test_id": "t::a", "metric": "correctness", "score": 0.8,
-                                "samples": [0.8, 0.6, 1.0], "passed": True, "threshold": 0.6, "error": None}
+                                "samples": [0.8, 0.6, 1.0], "passed": True, "threshold": 0.6, "error": None,
+                                "texts": {"reason": "because"}}
     assert data["cases"][1]["samples"] is None
     assert data["cases"][3] == {"test_id": "t::c", "metric": "correctness", "score": None, "samples": None,
-                                "passed": False, "threshold": 0.6, "error": "JudgeError: 500 from judge"}
+                                "passed": False, "threshold": 0.6, "error": "JudgeError: 500 from judge",
+                                "texts": {"reason": "because"}}
     assert not list(path.parent.glob("*.tmp"))
 
     loaded = load_baseline(path)
@@ -269,7 +272,8 @@ def test_markdown_table() -> None:
     lines = text.splitlines()
     assert lines[0] == "### LLM judge: comparison with baseline"
     assert "**Regressed:** `correctness`" in text
-    table = [line for line in lines if line.startswith("|")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| metric | paired"))
+    table = list(itertools.takewhile(lambda line: line.startswith("|"), lines[start:]))
     assert table[0].startswith("| metric | paired | baseline | current | diff | 95% interval | p (Wilcoxon)")
     assert set(table[1]) <= set("|-: ")
     columns = table[0].count("|")
@@ -278,6 +282,11 @@ def test_markdown_table() -> None:
     assert "<details><summary>Changed cases</summary>" in text
     # a pipe and a backtick in a test id neither break the table nor the code span
     assert "``t::x\\|y`z``" in text
+    # each table of the markdown keeps its own column count
+    for block in "\n".join(lines).split("\n\n"):
+        rows = [line for line in block.splitlines() if line.startswith("|")]
+        if rows:
+            assert len({line.count("|") - line.count("\\|") for line in rows}) == 1, rows
 
 
 # --------------------------------------------------------------------------- command line

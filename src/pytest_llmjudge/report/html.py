@@ -228,6 +228,35 @@ def _case_list(label: str, items: list[str], cls: str) -> str:
     return f'<details class="{cls}" open><summary>{_e(label)} ({len(items)})</summary><ul>{lis}</ul></details>'
 
 
+def _side(case: Any) -> str:
+    score = "-" if case.score is None else f"{case.score:.3f}"
+    passed = case.passed if case.passed is not None else (
+        case.score is not None and case.threshold is not None and case.score >= case.threshold)
+    badge = f'<span class="badge {"good" if passed else "bad"}">{score} {"passed" if passed else "failed"}</span>'
+    texts = case.texts
+    return (f"<td>{badge}{_clip(texts.get('output', ''))}"
+            + (f'<div class="muted">reason</div>{_clip(texts["reason"])}' if texts.get("reason") else "") + "</td>")
+
+
+def _flipped_texts(comparison: Comparison) -> str:
+    """Every flipped case with its input, reference, and both runs' answers and reasons side by side."""
+    rows = []
+    for m in comparison.metrics:
+        for flip in m.flipped:
+            b, c = flip.baseline, flip.current
+            rows.append(f'<tr class="flip" data-metric="{_e(m.metric)}" data-direction="{_e(flip.direction)}">'
+                        f'<td class="tid"><code>{_e(flip.label)}</code><div class="muted">{_e(m.metric)} · '
+                        f'{_e(flip.direction)}</div></td>'
+                        f"<td>{_clip(c.texts.get('input') or b.texts.get('input', ''))}</td>"
+                        f"<td>{_clip(c.texts.get('expected') or b.texts.get('expected', ''))}</td>"
+                        f"{_side(b)}{_side(c)}</tr>")
+    if not rows:
+        return ""
+    return ('<h3>Flipped cases</h3><table id="flipped"><thead><tr><th>case</th><th>input</th><th>reference</th>'
+            '<th>baseline: answer and reason</th><th>current: answer and reason</th></tr></thead><tbody>'
+            + "".join(rows) + "</tbody></table>")
+
+
 def _comparison_section(comparison: Comparison) -> str:
     spans = [abs(v) for m in comparison.metrics for v in (m.low, m.high, m.diff) if v is not None]
     span = max(spans + [comparison.tolerance, 0.05]) * 1.15
@@ -263,6 +292,7 @@ def _comparison_section(comparison: Comparison) -> str:
                          _case_list("judge error", m.errored, "errored")])
         if lists:
             out.append(f'<div class="flips" data-metric="{_e(m.metric)}"><h4>{_e(m.metric)}</h4>{lists}</div>')
+    out.append(_flipped_texts(comparison))
     out.append("</section>")
     return "".join(out)
 

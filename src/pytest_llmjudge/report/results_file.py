@@ -6,16 +6,20 @@ workers never interleave and a killed run keeps every finished row.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..secrets import redact
 from ..verdict import Verdict
+from .texts import TEXT_FIELDS
 
 if TYPE_CHECKING:
     import pytest
@@ -27,15 +31,47 @@ COLUMNS = (
     "scale_max", "reason", "threshold", "passed", "cached", "judge", "latency_s", "prompt_tokens",
     "completion_tokens", "total_tokens", "samples", "unstable", "decision", "error", "settings",
 )
+#: the run's parameters, the ``run`` object of a JSONL row and ``run.<name>`` columns of a CSV one
+RUN_FIELDS = ("judge", "model", "base_url_host", "temperature", "samples", "seed", "plugin_version")
+
+
+def run_parameters(settings: Settings) -> dict[str, Any]:
+    """What a reader of the results file needs to know about how the run judged."""
+    from .. import __version__
+    from ..judges import default_judge_spec
+
+    judge = settings.judge or default_judge_spec(settings.base_url)
+    url = settings.base_url or (os.environ.get("OPENAI_BASE_URL") if judge.startswith("openai:") else None)
+    host = None
+    if url:
+        parts = urlsplit(url)
+        host = f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname
+    repeated = settings.repeat != "1"
+    return {
+        "judge": judge, "model": judge.partition(":")[2], "base_url_host": host,
+        "temperature": settings.repeat_temperature if repeated else 0.0,
+        "samples": settings.repeat if settings.repeat == "auto" else int(settings.repeat),
+        "seed": None, "plugin_version": __version__,
+    }
 
 
 class ResultsWriter:
-    """Appends verdict rows to a .jsonl or .csv file."""
+    """Appends verdict rows to a .jsonl or .csv file.
 
-    def __init__(self, path: Path | None, run_id: str, settings: dict[str, Any], *, truncate: bool) -> None:
+    A CSV file's header names every ``case.<column>`` of the run's datasets, so it is written
+    once the tests are collected (:meth:`set_case_columns`), or before the first row.
+    """
+
+    def __init__(
+        self, path: Path | None, run_id: str, settings: dict[str, Any], *, truncate: bool,
+        run: dict[str, Any] | None = None,
+    ) -> None:
         self.path = path
         self.run_id = run_id
         self.settings_json = json.dumps(settings, sort_keys=True)
+        self.run = dict(run or {})
+        self.case_columns: list[str] = ["id"]
+        self._header_checked = False
         self._fd: int | None = None
         if path is None:
             return
@@ -44,20 +80,32 @@ class ResultsWriter:
         if truncate:
             flags |= os.O_TRUNC
         self._fd = os.open(path, flags, 0o644)
-        if truncate and self.is_csv:
-            self._append(self._csv_line(list(COLUMNS)))
 
     @classmethod
     def for_session(cls, config: pytest.Config, settings: Settings, run_id: str) -> ResultsWriter:
         """The controller (or a plain run) starts the file; xdist workers append to it."""
         is_worker = hasattr(config, "workerinput")
-        return cls(settings.results, run_id, settings.public(), truncate=not is_worker)
+        return cls(settings.results, run_id, settings.public(), truncate=not is_worker,
+                   run=run_parameters(settings))
 
     @property
     def is_csv(self) -> bool:
         return self.path is not None and self.path.suffix == ".csv"
 
-    def write(self, test_id: str, verdict: Verdict) -> None:
+    @property
+    def columns(self) -> list[str]:
+        """The CSV header: the fixed columns, the texts, ``case.*`` and ``run.*``."""
+        return [*COLUMNS, *TEXT_FIELDS, *(f"case.{c}" for c in self.case_columns),
+                *(f"run.{name}" for name in RUN_FIELDS)]
+
+    def set_case_columns(self, columns: list[str]) -> None:
+        """The dataset columns of every collected test (same set in every xdist worker)."""
+        if self._fd is None or self._header_checked:
+            return
+        self.case_columns = ["id", *(c for c in dict.fromkeys(columns) if c != "id")]
+        self._ensure_header()
+
+    def write(self, test_id: str, verdict: Verdict, texts: dict[str, Any] | None = None) -> None:
         if self._fd is None:
             return
         self._row({
@@ -71,25 +119,44 @@ class ResultsWriter:
             "total_tokens": verdict.usage.get("total_tokens"),
             "samples": verdict.samples or None, "unstable": verdict.unstable, "decision": verdict.decision,
             "error": None,
-        })
+        }, texts)
 
-    def write_error(self, test_id: str, metric: str, judge: str, error: BaseException) -> None:
+    def write_error(self, test_id: str, metric: str, judge: str, error: BaseException,
+                    texts: dict[str, Any] | None = None) -> None:
         if self._fd is None:
             return
         self._row({"test_id": test_id, "metric": metric, "judge": judge, "passed": False,
-                   "error": redact(f"{type(error).__name__}: {error}")})
+                   "error": redact(f"{type(error).__name__}: {error}")}, texts)
 
-    def _row(self, values: dict[str, Any]) -> None:
-        row = {column: None for column in COLUMNS}
+    def _row(self, values: dict[str, Any], texts: dict[str, Any] | None) -> None:
+        texts = texts or {}
+        row: dict[str, Any] = {column: None for column in COLUMNS}
         row.update(values, run_id=self.run_id, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        row.update({name: texts.get(name) for name in TEXT_FIELDS})
+        case = texts.get("case")
         if self.is_csv:
             row["settings"] = self.settings_json
             if row["samples"] is not None:
                 row["samples"] = json.dumps(row["samples"])
-            self._append(self._csv_line(["" if row[c] is None else row[c] for c in COLUMNS]))
+            for column in self.case_columns:
+                row[f"case.{column}"] = _cell(case.get(column)) if case else None
+            row.update({f"run.{name}": self.run.get(name) for name in RUN_FIELDS})
+            self._ensure_header()
+            self._append(self._csv_line(["" if row[c] is None else row[c] for c in self.columns]))
         else:
             row["settings"] = json.loads(self.settings_json)
+            row["case"] = case
+            row["run"] = self.run
             self._append(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def _ensure_header(self) -> None:
+        """Write the CSV header when the file is still empty (one writer wins among xdist workers)."""
+        if self._header_checked or self._fd is None or not self.is_csv:
+            return
+        self._header_checked = True
+        with _locked(self._fd):
+            if os.fstat(self._fd).st_size == 0:
+                self._append(self._csv_line(self.columns))
 
     @staticmethod
     def _csv_line(values: list[Any]) -> str:
@@ -103,8 +170,31 @@ class ResultsWriter:
 
     def close(self) -> None:
         if self._fd is not None:
+            self._ensure_header()
             os.close(self._fd)
             self._fd = None
+
+
+def _cell(value: Any) -> Any:
+    """A case value as one CSV cell: scalars as they are, lists and objects as JSON."""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return value
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    """An exclusive advisory lock on the file where the platform has one (POSIX)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: header races between xdist workers are possible
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def read_results(path: Path | str) -> list[dict[str, Any]]:
