@@ -76,7 +76,7 @@ def _register_optional() -> None:
     if "compare" in SUBCOMMANDS:
         return
     try:
-        from .regression import add_compare_parser  # type: ignore[attr-defined]
+        from .regression import add_compare_parser
     except ModuleNotFoundError as exc:
         if exc.name in (f"{__package__}.regression", __package__):
             return  # not installed in this version: no compare command

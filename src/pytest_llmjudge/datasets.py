@@ -38,13 +38,13 @@ import random
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, Union
+from typing import Any, NoReturn
 
 from .errors import DatasetError
 
 __all__ = ["DEFAULT_SEED", "SUPPORTED_EXTENSIONS", "Case", "case_id", "load_cases"]
 
-StrPath = Union[str, os.PathLike[str]]
+StrPath = str | os.PathLike[str]
 
 #: File extensions :func:`load_cases` understands (matched case-insensitively).
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".csv", ".json", ".jsonl")
@@ -491,7 +491,7 @@ def _json_item_lines(text: str, count: int) -> list[int]:
 
 
 def _parse_jsonl(text: str, shown: str) -> tuple[list[_Raw], list[str]]:
-    rows = []
+    rows: list[_Raw] = []
     columns: dict[str, None] = {}
     # split on "\n" only: str.splitlines() would also split on U+2028 inside strings
     for number, line in enumerate(text.split("\n"), start=1):

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from .argtypes import non_negative_float, positive_int
 from .errors import LLMJudgeError
@@ -114,7 +114,7 @@ class Baseline:
                 "cases": [case.to_json() for case in self.cases]}
 
 
-BaselineLike = Union[Baseline, Iterable[Union[tuple[str, Mapping[str, Any]], Mapping[str, Any]]]]  # noqa: UP007
+BaselineLike = Baseline | Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, Any]]
 
 
 # --------------------------------------------------------------------------- reading and writing

@@ -345,7 +345,7 @@ def test_adaptive_with_logprobs_clear_cases_take_one_sample(llm: LLMRun) -> None
     assert rows["near"]["score"] == pytest.approx(0.58, abs=2e-3)
     assert rows["capital"]["score"] == pytest.approx(0.918, abs=1e-3)  # (5*.7 + 4*.2 + 3*.1) / 5 / ~1
     assert outcomes(result) == {"passed": {"capital", "planet"}, "failed": {"boil", "near"}}
-    assert (f"adaptive repeats: 5 samples drawn; a fixed 5 per verdict would take 20 (15 judge calls saved)"
+    assert ("adaptive repeats: 5 samples drawn; a fixed 5 per verdict would take 20 (15 judge calls saved)"
             in summary_section(result))
 
 

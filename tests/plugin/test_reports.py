@@ -13,13 +13,13 @@ from conftest import (
     QA_PASS,
     QA_ROWS,
     LLMRun,
+    case_properties,
+    case_system_out,
     outcomes,
     short_id,
     suite_props,
     summary_section,
     summary_table,
-    case_properties,
-    case_system_out,
 )
 
 SECRET = "sk-test-SECRET1234567890abcdef"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+
 import pytest
 
 from pytest_llmjudge.errors import ConfigError, JudgeError

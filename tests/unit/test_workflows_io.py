@@ -12,7 +12,13 @@ import pytest
 from pytest_llmjudge.errors import DatasetError
 from pytest_llmjudge.workflows import CLIError
 from pytest_llmjudge.workflows.io import (
-    RowWriter, Unit, cell, plan_resume, read_partial, read_table, table_format,
+    RowWriter,
+    Unit,
+    cell,
+    plan_resume,
+    read_partial,
+    read_table,
+    table_format,
 )
 from pytest_llmjudge.workflows.progress import Progress
 

@@ -115,7 +115,7 @@ def call_with_retries(
         gate.wait()
         try:
             result = fn()
-        except Exception as exc:  # noqa: BLE001 - classified below
+        except Exception as exc:  # classified below
             failure = classify(exc)
             if failure is None:
                 raise

@@ -7,10 +7,9 @@ import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
-from typing_extensions import Annotated
 
 from ..errors import ConfigError
 from ..judges.base import Message

@@ -137,7 +137,7 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
 }
 
 
-def _resolve_ref(ref: str, root: dict[str, Any]) -> dict[str, Any]:
+def _resolve_ref(ref: str, root: dict[str, Any]) -> Any:
     if not ref.startswith("#"):
         raise ConfigError(f"json_schema: only local $ref ('#/...') is supported, not {ref!r}")
     node: Any = root
@@ -166,9 +166,9 @@ def _errors(value: Any, schema: Any, root: dict[str, Any], where: list[str | int
     if not isinstance(schema, dict):
         raise ConfigError(f"json_schema: a schema must be an object or a boolean, got {schema!r}")
     if "$ref" in schema:
-        errors = _errors(value, _resolve_ref(schema["$ref"], root), root, where)
+        referenced = _errors(value, _resolve_ref(schema["$ref"], root), root, where)
         rest = {k: v for k, v in schema.items() if k != "$ref"}
-        return errors + (_errors(value, rest, root, where) if rest else [])
+        return referenced + (_errors(value, rest, root, where) if rest else [])
     at = _path(where)
     errors: list[str] = []
     kind = schema.get("type")
@@ -261,7 +261,8 @@ def _json_type(value: Any) -> str:
 
 def _load_schema(schema: Any) -> dict[str, Any]:
     if isinstance(schema, type) and hasattr(schema, "model_json_schema"):
-        return schema.model_json_schema()  # a pydantic model class
+        generated: dict[str, Any] = schema.model_json_schema()  # a pydantic model class
+        return generated
     if isinstance(schema, str):
         try:
             schema = json.loads(schema)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, create_model
 
@@ -13,9 +13,24 @@ from ..evaluation import evaluate
 from ..judges.base import Sampling
 from ..metrics.base import Metric, MetricInputs, bounded_str
 from . import CLIError
-from .common import add_model_options, add_output_options, bounded_float, build_cache, build_judge, close_quietly, positive_int
+from .common import (
+    add_model_options,
+    add_output_options,
+    bounded_float,
+    build_cache,
+    build_judge,
+    close_quietly,
+    positive_int,
+)
 from .io import (
-    ERROR_COLUMN, Row, Table, Unit, check_output_path, plan_resume, read_table, table_format,
+    ERROR_COLUMN,
+    Row,
+    Table,
+    Unit,
+    check_output_path,
+    plan_resume,
+    read_table,
+    table_format,
     union_columns,
 )
 from .runner import run_units
@@ -121,7 +136,7 @@ def rephrase_metric(style: str) -> Metric:
 
 def classification_schema(labels: list[str]) -> type[BaseModel]:
     """``{"label": Literal[*labels]}``: the only labels a reply can hold."""
-    return create_model("Classification", label=(Literal[tuple(labels)], ...))  # type: ignore[valid-type]
+    return create_model("Classification", label=(cast(Any, Literal)[tuple(labels)], ...))  # labels known at run time
 
 
 def classify_metric(labels: list[str]) -> Metric:

@@ -15,9 +15,16 @@ from typing import Any
 from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..metrics import AnyMetric, CheckMetric, Metric, MetricInputs, get_metric
-from . import CLIError
-from . import stats
-from .common import add_model_options, add_output_options, bounded_float, build_cache, build_judge, close_quietly, non_negative_int
+from . import CLIError, stats
+from .common import (
+    add_model_options,
+    add_output_options,
+    bounded_float,
+    build_cache,
+    build_judge,
+    close_quietly,
+    non_negative_int,
+)
 from .io import ERROR_COLUMN, Row, Table, Unit, cell, check_output_path, plan_resume, read_table, table_format
 from .runner import run_units
 
@@ -286,13 +293,13 @@ def build_report(*, table: Table, units: list[Unit], results: list[tuple[Unit, d
     cached = 0
     for unit, row, ok in results:
         if ok and not cell(row.get(ERROR_COLUMN)).strip():
-            human, score = _num(row.get("label_normalized")), _num(row.get("score"))
-            if human is None or score is None:
+            label, score = _num(row.get("label_normalized")), _num(row.get("score"))
+            if label is None or score is None:
                 errors.append((unit, "the verdict row has no score"))
                 continue
             # categories: the judge's own rubric answer (its argmax when the score is weighted)
             rubric = _num(row.get("argmax_score"))
-            judged.append((unit, row, human, score, score if rubric is None else rubric))
+            judged.append((unit, row, label, score, score if rubric is None else rubric))
             cached += cell(row.get("cached")).lower() == "true"
         else:
             errors.append((unit, cell(row.get(ERROR_COLUMN))))

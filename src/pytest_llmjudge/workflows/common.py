@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..argtypes import non_negative_int, positive_int
+from ..argtypes import number_in as bounded_float
 from ..cache import VerdictCache
 from ..errors import ConfigError
 from ..judges import Judge, default_judge_spec, make_judge
-from ..argtypes import non_negative_int, number_in as bounded_float, positive_int
 from . import CLIError
 
 CACHE_MODES = ("rw", "ro", "refresh", "replay", "off")

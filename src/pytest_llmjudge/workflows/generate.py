@@ -12,8 +12,14 @@ from ..metrics.base import Metric
 from ..verdict import Verdict
 from . import CLIError
 from .common import (
-    add_model_options, add_output_options, bounded_float, build_cache, build_judge, close_quietly,
-    non_negative_int, positive_int,
+    add_model_options,
+    add_output_options,
+    bounded_float,
+    build_cache,
+    build_judge,
+    close_quietly,
+    non_negative_int,
+    positive_int,
 )
 from .generation import GeneratedAnswer, generate_text, generation_mode
 from .io import ERROR_COLUMN, Row, Table, Unit, check_output_path, plan_resume, read_table, table_format, union_columns

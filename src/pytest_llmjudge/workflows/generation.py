@@ -97,7 +97,7 @@ def _usage(raw: Any) -> dict[str, int]:
 def _openai_text(judge: Any, messages: list[Message], sampling: Sampling) -> Generated:
     from ..judges.retry import call_with_retries
 
-    client = judge._sdk() if callable(getattr(judge, "_sdk", None)) else judge._client  # noqa: SLF001
+    client = judge._sdk() if callable(getattr(judge, "_sdk", None)) else judge._client
     kwargs: dict[str, Any] = {"model": judge.model, "temperature": sampling.temperature}
     if sampling.top_p is not None:
         kwargs["top_p"] = sampling.top_p
@@ -109,8 +109,8 @@ def _openai_text(judge: Any, messages: list[Message], sampling: Sampling) -> Gen
     completion = call_with_retries(
         lambda: client.chat.completions.create(messages=messages, **kwargs),
         # "text" mode: a rejected request is an error, not a response-format fallback
-        lambda exc: judge._classify(exc, "text", False),  # noqa: SLF001
-        gate=judge._gate,  # noqa: SLF001
+        lambda exc: judge._classify(exc, "text", False),
+        gate=judge._gate,
         max_retries=judge.max_retries,
         judge=judge.name,
     )
@@ -139,9 +139,9 @@ def _hf_text(judge: Any, messages: list[Message], sampling: Sampling) -> Generat
         kwargs["seed"] = sampling.seed
     started = time.perf_counter()
     output = call_with_retries(
-        lambda: judge._client.chat_completion(messages, **kwargs),  # noqa: SLF001
-        lambda exc: judge._classify(exc, "text"),  # noqa: SLF001
-        gate=judge._gate,  # noqa: SLF001
+        lambda: judge._client.chat_completion(messages, **kwargs),
+        lambda exc: judge._classify(exc, "text"),
+        gate=judge._gate,
         max_retries=judge.max_retries,
         judge=judge.name,
     )
@@ -220,7 +220,7 @@ _batchers_lock = threading.Lock()
 
 def _local_text(judge: Any, messages: list[Message], sampling: Sampling) -> Generated:
     request = JudgeRequest(messages=tuple(messages), schema=GeneratedAnswer, sampling=sampling)
-    key = judge._key(request)  # noqa: SLF001 - the judge's own sampling defaults
+    key = judge._key(request)  # the judge's own sampling defaults
     options = getattr(judge, "options", None)
     batch_size = int(getattr(options, "batch_size", 8) or 8)
     window_s = float(getattr(options, "batch_window_s", 0.01) or 0.0)

@@ -147,9 +147,9 @@ def _raw_rows(file: Path, shown: str, cases: list[Case]) -> tuple[list[dict[str,
     try:
         from .. import datasets as ds
 
-        text = ds._read_text(file, shown)  # noqa: SLF001 - same package, see docstring
+        text = ds._read_text(file, shown)  # same package, see docstring
         suffix = file.suffix.lower()
-        parse = {".csv": ds._parse_csv, ".json": ds._parse_json, ".jsonl": ds._parse_jsonl}[suffix]  # noqa: SLF001
+        parse = {".csv": ds._parse_csv, ".json": ds._parse_json, ".jsonl": ds._parse_jsonl}[suffix]
         parsed, columns = parse(text, shown)
         if len(parsed) != len(cases) or any(p.row != c.row for p, c in zip(parsed, cases)):
             raise ValueError("row mismatch")
@@ -227,7 +227,7 @@ class RowWriter:
             except OSError:
                 pass
             raise
-        self._file = open(self.path, "r+b")  # noqa: SIM115 - closed in close()
+        self._file = open(self.path, "r+b")  # closed in close()
         self._file.seek(0, os.SEEK_END)
 
     # -- formats
