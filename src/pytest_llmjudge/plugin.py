@@ -12,6 +12,7 @@ import pytest
 
 from . import hookspecs
 from .assertion import assert_llm_score as _assert_llm_score, entries_key, item_entries
+from .concurrent_cases import ConcurrentCases
 from .errors import DatasetError, JudgeError, LLMJudgeError
 from .heap import freeze_if_pending
 from .judges import Judge, make_judge
@@ -26,6 +27,7 @@ summary_key = pytest.StashKey[RunSummary]()
 gates_key = pytest.StashKey[list[GateResult]]()
 extra_lines_key = pytest.StashKey[list[str]]()
 baseline_key = pytest.StashKey[Any]()
+CASES_PLUGIN = "llmjudge-cases"
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -39,17 +41,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "llm_dataset(path, *, id_column=None, sample=None, seed=None, required=None): "
-        "parametrize the test's `case` argument with the rows of a CSV/JSON/JSONL dataset",
+        "llm_dataset(path, *, id_column=None, sample=None, seed=None, required=None, concurrent=True): "
+        "parametrize the test's `case` argument with the rows of a CSV/JSON/JSONL dataset; "
+        "its cases run concurrently unless concurrent=False",
     )
     config.addinivalue_line(
         "markers",
         "llm_repeat(samples=None, *, min_passes=None): sample each verdict of the test `samples` "
         "times; with min_passes=k the test passes when at least k samples pass",
     )
+    config.addinivalue_line(
+        "markers",
+        "llm_concurrent(enabled=True): run the cases of this parametrized test concurrently "
+        "(up to --llm-concurrency at once); llm_dataset cases do by default",
+    )
     settings = Settings.from_config(config)
     session = LLMJudgeSession(config, settings)
     config.stash[session_key] = session
+    config.pluginmanager.register(ConcurrentCases(config, settings.concurrency), CASES_PLUGIN)
     if not hasattr(config, "workerinput"):
         summary = config.stash[summary_key] = RunSummary()
         config.pluginmanager.register(SummaryCollector(config, summary), "llmjudge-summary")
@@ -65,6 +74,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    cases = config.pluginmanager.getplugin(CASES_PLUGIN)
+    if cases is not None:
+        cases.close()
     session = config.stash.get(session_key, None)
     if session is not None:
         session.close()
@@ -102,7 +114,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             f"{metafunc.definition.nodeid}: llm_dataset takes one path, e.g. "
             '@pytest.mark.llm_dataset("data/qa.jsonl"); got ' + repr(marker.args)
         )
-    allowed = {"id_column", "sample", "seed", "required"}
+    allowed = {"id_column", "sample", "seed", "required", "concurrent"}
     unknown = set(marker.kwargs) - allowed
     if unknown:
         raise pytest.Collector.CollectError(
@@ -110,7 +122,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             f"{', '.join(sorted(unknown))}; accepted: {', '.join(sorted(allowed))}"
         )
     try:
-        cases = load_cases(marker.args[0], base_dir=metafunc.definition.path.parent, **marker.kwargs)
+        options = {k: v for k, v in marker.kwargs.items() if k != "concurrent"}
+        cases = load_cases(marker.args[0], base_dir=metafunc.definition.path.parent, **options)
     except DatasetError as exc:
         raise pytest.Collector.CollectError(str(exc)) from None
     metafunc.parametrize("case", cases, ids=[case.id for case in cases])
@@ -192,7 +205,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    freeze_if_pending()  # between two tests: a judge SDK imported meanwhile leaves the GC's way
+    cases = item.config.pluginmanager.getplugin(CASES_PLUGIN)
+    if cases is None or not cases.in_flight:  # never while other cases hold their objects
+        freeze_if_pending()  # between two tests: a judge SDK imported meanwhile leaves the GC's way
 
 
 class SummaryCollector:

@@ -70,7 +70,7 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [
     ("--llm-markdown", str, None, "Write a markdown summary to this path (also appended to $GITHUB_STEP_SUMMARY when set)"),
     ("--llm-max-retries", non_negative_int, 4, "Retries per judge request on 429/5xx/timeouts (default 4)"),
     ("--llm-timeout", positive_float, 60.0, "Per-request judge timeout in seconds (default 60)"),
-    ("--llm-concurrency", positive_int, 16, "Judge requests in flight at once; 1 is strictly sequential (default 16)"),
+    ("--llm-concurrency", positive_int, 16, "Cases of an llm_dataset (or @pytest.mark.llm_concurrent test) run at once; 1 runs one at a time (default 16)"),
     ("--llm-batch-size", positive_int, 8, "Batch size of a local judge (default 8)"),
     ("--llm-cache-mode", cache_mode, "rw", "Verdict cache: rw, ro, refresh, off or replay (default rw)"),
     ("--llm-cache-dir", str, None, "Verdict cache directory (default .llmjudge_cache at the rootdir)"),

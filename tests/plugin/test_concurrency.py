@@ -199,6 +199,7 @@ def test_concurrency_gives_the_same_results_as_sequential(
     runs = run_both(llm, *soft)
     seq, par = runs["1"], runs["16"]
     assert seq["max_in_flight"] == 1
+    assert par["max_in_flight"] > 1  # really concurrent
     assert all_outcomes(seq["result"]) == all_outcomes(par["result"])
     got = all_outcomes(seq["result"])
     expected_fail = {f"test_eq.py::test_fire[{r['id']}]" for r in ROWS if r["id"][:-1] in QA_FAIL}
@@ -252,7 +253,6 @@ def hold_first(server: FakeJudgeServer, limit: int):
     return latency
 
 
-@pytest.mark.xfail(strict=True, reason="concurrent cases (issue 12) are not in yet: one case at a time")
 def test_in_flight_limit(llm: LLMRun) -> None:
     rows = [dict(r, id=f"{r['id']}{k}") for k in range(4) for r in QA_ROWS]
     llm.qa_suite(rows=rows, test=FIRE_AND_FORGET)
@@ -355,35 +355,32 @@ def test_the_returned_verdict_is_a_verdict(llm: LLMRun) -> None:
 
 # -- -x, --maxfail, --lf, -k -----------------------------------------------------------
 @pytest.mark.parametrize("stop", [["-x"], ["--maxfail=2"]], ids=["x", "maxfail2"])
-def test_stop_on_failure_reports_what_sequential_would(llm: LLMRun, stop: list[str]) -> None:
+def test_stop_on_failure_starts_no_new_case(llm: LLMRun, stop: list[str]) -> None:
+    """Cases already running when the stopping failure comes finish and are reported; none
+    starts after it; the results file and JUnit hold exactly the reported cases."""
     llm.server.latency = varied_latency
     rows = [dict(r, id=f"{r['id']}{k}") for k in range(3) for r in QA_ROWS]
     llm.qa_suite(rows=rows, test=FIRE_AND_FORGET)
-    reported = {}
-    for concurrency in ("1", "16"):
-        result = llm.run("--llm-concurrency", concurrency, "--junitxml", "junit.xml", *stop)
-        reported[concurrency] = (all_outcomes(result), result.ret, error_text(result),
-                                 sorted(case.get("name", "") for case in llm.junit().iter("testcase")),
-                                 summary_section(result)[1:])
-    assert reported["1"] == reported["16"]
-    outcomes_seq = reported["1"][0]
-    assert sum(1 for o in outcomes_seq.values() if o == "failed") == (1 if stop == ["-x"] else 2)
-    assert len(outcomes_seq) < len(rows)
-
-
-def test_stop_on_failure_writes_the_rows_sequential_would(llm: LLMRun) -> None:
-    rows = [dict(r, id=f"{r['id']}{k}") for k in range(3) for r in QA_ROWS]
-    llm.qa_suite(rows=rows, test=FIRE_AND_FORGET)
-    written = {}
-    for concurrency in ("1", "16"):
-        # the first two verdicts come late, so with concurrency the later tests' rows are
-        # surely written before the failure stops the run (without this the outcome is a race)
-        order = itertools.count()
-        llm.server.latency = lambda body: 0.5 if next(order) < 2 else 0.0
-        llm.run("--llm-concurrency", concurrency, "-x", "--llm-results", "results.jsonl")
-        written[concurrency] = sorted(r["test_id"] for r in llm.results())
-    assert len(written["1"]) == 2
-    assert written["16"] == written["1"]
+    seen = {}
+    for concurrency in ("1", "2", "16"):
+        result = llm.run("--llm-concurrency", concurrency, "--junitxml", "junit.xml",
+                         "--llm-results", "results.jsonl", *stop)
+        reported = all_outcomes(result)
+        assert result.ret == pytest.ExitCode.TESTS_FAILED
+        assert sorted(r["test_id"] for r in llm.results()) == sorted(reported)  # one row per reported case
+        assert sorted(f"test_qa.py::test_qa[{c.get('name', '').split('[', 1)[1]}"
+                      for c in llm.junit().iter("testcase")) == sorted(reported)
+        assert summary_table(result)["correctness"]["cases"] == str(len(reported))
+        seen[concurrency] = reported
+    sequential = seen["1"]
+    assert sum(1 for o in sequential.values() if o == "failed") == (1 if stop == ["-x"] else 2)
+    assert len(sequential) < len(rows)
+    for concurrency in ("2", "16"):
+        # the same outcome for every case the sequential run reported, in collection order
+        assert {n: seen[concurrency][n] for n in sequential} == sequential
+        assert list(seen[concurrency])[:len(sequential)] == list(sequential)
+        # at most the cases that were already running when the stopping failure came
+        assert len(seen[concurrency]) <= len(sequential) + int(concurrency) - 1
 
 
 def test_last_failed_reruns_exactly_the_failed_ones(llm: LLMRun) -> None:
@@ -488,3 +485,106 @@ def test_keyboard_interrupt_exits_and_keeps_finished_rows(llm: LLMRun) -> None:
     # the finished tests are reported, as a sequential run reports them
     result.stdout.fnmatch_lines(["*6 failed, 6 passed*"])
     assert not any("never" in json.dumps(r) for r in written)
+
+
+# -- concurrent cases (issue 12) ---------------------------------------------------------
+CASES = '''
+import logging, threading, time, pytest
+
+state = {"active": 0, "peak": 0}
+lock = threading.Lock()
+
+@pytest.fixture
+def own(request):
+    print(f"setup of {request.node.callspec.id}")
+    yield {"id": request.node.callspec.id}
+    print(f"teardown of {request.node.callspec.id}")
+
+@pytest.mark.llm_dataset("qa.jsonl", id_column="id"MARK)
+def test_ds(case, own):
+    with lock:
+        state["active"] += 1
+        state["peak"] = max(state["peak"], state["active"])
+    try:
+        print(f"body of {case.id}")
+        logging.getLogger("app").warning("log of %s", case.id)
+        time.sleep(0.2)
+        assert own["id"] == case.id  # its own function-scoped fixture
+        assert case.id not in ("boil", "river")
+    finally:
+        with lock:
+            state["active"] -= 1
+
+def test_peak():
+    with open("peak.txt", "w") as handle:
+        handle.write(str(state["peak"]))
+'''
+
+
+def case_sections(result: pytest.RunResult) -> dict[str, list[str]]:
+    """case id -> the text of every captured section of its reports."""
+    out: dict[str, list[str]] = {}
+    for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
+        if "[" in report.nodeid:
+            case = report.nodeid.split("[", 1)[1].rstrip("]")
+            out.setdefault(case, []).extend(f"{title}: {text}" for title, text in report.sections)
+    return out
+
+
+@pytest.mark.parametrize(("args", "mark", "peak"), [
+    ([], "", 6),
+    (["--llm-concurrency", "3"], "", 3),
+    (["--llm-concurrency", "1"], "", 1),
+    ([], ", concurrent=False", 1),
+], ids=["default", "three", "one", "dataset-off"])
+def test_cases_run_at_once_each_with_its_own_fixtures_and_output(
+        llm: LLMRun, args: list[str], mark: str, peak: int) -> None:
+    llm.qa_suite(test=CASES.replace("MARK", mark))
+    result = llm.run("-p", "no:randomly", *args)
+    got = outcomes(result)
+    assert got["failed"] == {"boil", "river"} and got["passed"] == {"capital", "planet", "author", "speed", "test_peak"}
+    assert (llm.path / "peak.txt").read_text() == str(peak)
+    sections = case_sections(result)
+    for case in ("boil", "river"):  # failed reports carry their capture: each its own
+        texts = "\n".join(sections[case])
+        for phase in ("setup", "call", "teardown"):
+            assert f"Captured stdout {phase}" in texts
+        assert f"body of {case}" in texts and f"log of {case}" in texts and f"teardown of {case}" in texts
+        others = {r["id"] for r in QA_ROWS} - {case}
+        assert not any(f"of {other}\n" in texts or texts.endswith(f"of {other}") for other in others), texts
+
+
+def test_llm_concurrent_marker_opts_a_parametrized_test_in(llm: LLMRun) -> None:
+    llm.makepyfile(
+        """
+        import threading, pytest
+        barrier = threading.Barrier(4, timeout=10)
+
+        @pytest.mark.llm_concurrent
+        @pytest.mark.parametrize("n", range(4))
+        def test_together(n):
+            barrier.wait()  # returns only when all four run at once
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_not_opted_in(n):
+            assert threading.current_thread() is threading.main_thread()
+        """
+    )
+    llm.run().assert_outcomes(passed=6)
+    llm.run("--llm-concurrency", "1", "-x").assert_outcomes(failed=1)  # the barrier breaks: one at a time
+
+
+def test_cases_that_cannot_run_together_say_why_with_v(llm: LLMRun) -> None:
+    llm.qa_suite(test="""
+import pytest
+
+@pytest.mark.llm_dataset("qa.jsonl", id_column="id")
+def test_prints(case, capsys):
+    print(case.id)
+    assert capsys.readouterr().out == case.id + "\\n"
+""")
+    result = llm.run("-v")
+    assert outcomes(result) == {"passed": {r["id"] for r in QA_ROWS}}
+    result.stdout.fnmatch_lines(["*one case at a time: test_qa.py::test_prints: requests capsys*"])
+    assert result.stdout.str().count("one case at a time") == 1
+    assert "one case at a time" not in llm.run().stdout.str()

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,7 @@ class ResultsWriter:
         self.case_columns: list[str] = ["id"]
         self._header_checked = False
         self._fd: int | None = None
+        self._lock = threading.RLock()  # concurrent cases write rows from their threads
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,14 +167,16 @@ class ResultsWriter:
         return buffer.getvalue()
 
     def _append(self, text: str) -> None:
-        assert self._fd is not None
-        os.write(self._fd, text.encode("utf-8"))
+        with self._lock:
+            if self._fd is not None:  # closed at the end of an interrupted run: the row is dropped whole
+                os.write(self._fd, text.encode("utf-8"))
 
     def close(self) -> None:
-        if self._fd is not None:
-            self._ensure_header()
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                self._ensure_header()
+                os.close(self._fd)
+                self._fd = None
 
 
 def _cell(value: Any) -> Any:

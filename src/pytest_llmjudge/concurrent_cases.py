@@ -1,0 +1,360 @@
+"""Concurrent cases: up to ``--llm-concurrency`` whole test cases run at once.
+
+A *group* is a run of consecutive items of one parametrized test function that opted in:
+the cases of an ``llm_dataset`` (unless ``concurrent=False``) or a test marked
+``@pytest.mark.llm_concurrent``. Within a group, on the main thread and in collection order,
+each case is set up (its own function-scoped fixtures; broader ones shared as pytest shares
+them), its body is handed to a worker thread, and, once it is done and every earlier case is
+logged, it is torn down and its reports are logged through pytest's hooks: the terminal,
+JUnit, ``-x``/``--maxfail``, ``--lf`` and other plugins see what a sequential run shows.
+
+Cases this design cannot run safely run pytest's own protocol, one at a time; ``-v`` says
+which and why, once per test function.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from . import pytest_internals as internals
+from .case_output import CaseOutput
+from .executor import DaemonExecutor
+
+#: fixtures that capture the whole process (pytest allows one at a time)
+_PROCESS_CAPTURE = ("capsys", "capsysbinary", "capfd", "capfdbinary", "caplog")
+
+
+def opted_in(item: pytest.Item) -> bool:
+    """An ``llm_dataset`` case (unless ``concurrent=False``) or an ``llm_concurrent`` test."""
+    marker = item.get_closest_marker("llm_concurrent")
+    if marker is not None:
+        return bool(marker.args[0]) if marker.args else bool(marker.kwargs.get("enabled", True))
+    dataset = item.get_closest_marker("llm_dataset")
+    return dataset is not None and dataset.kwargs.get("concurrent", True) is not False
+
+
+def run_reason(config: pytest.Config) -> str | None:
+    """Why no case of this run may run concurrently, or None."""
+    if hasattr(config, "workerinput"):
+        return "pytest-xdist worker: xdist runs each worker's tests in its own order, one at a time"
+    if config.getoption("usepdb", False) or config.getoption("trace", False):
+        return "--pdb/--trace debug one test at a time"
+    if any(config.getoption(name, False) for name in ("setuponly", "setupplan", "setupshow")):
+        return "--setup-only/--setup-plan/--setup-show show one test's fixtures at a time"
+    if _reruns(config):
+        return "pytest-rerunfailures reruns a test in place"
+    return None
+
+
+def item_reason(item: pytest.Item) -> str | None:
+    """Why this opted-in item must run the ordinary way, or None."""
+    if not isinstance(item, pytest.Function) or not hasattr(item, "callspec"):
+        return "not a parametrized test function"
+    if inspect.iscoroutinefunction(getattr(item, "obj", None)):
+        return "async def tests run one at a time"
+    captured = [name for name in _PROCESS_CAPTURE if name in item.fixturenames]
+    if captured:
+        return f"requests {', '.join(captured)}, which capture the whole process"
+    if item.get_closest_marker("flaky") is not None:
+        return "marked flaky: pytest-rerunfailures reruns it in place"
+    if _signal_timeout(item):
+        return "pytest-timeout's signal method interrupts the main thread (use --timeout-method=thread)"
+    if not internals.supported(item):
+        return f"pytest {pytest.__version__} lacks the internals concurrent cases need"
+    return None
+
+
+def _reruns(config: pytest.Config) -> bool:
+    if not config.pluginmanager.hasplugin("rerunfailures"):
+        return False
+    count = config.getoption("reruns", None)
+    if count is None:
+        try:
+            count = config.getini("reruns")
+        except ValueError:
+            count = None
+    try:
+        return int(count or 0) > 0
+    except (TypeError, ValueError):
+        return False
+
+
+def _ini(config: pytest.Config, name: str) -> Any:
+    try:
+        return config.getini(name)
+    except ValueError:
+        return None
+
+
+def _signal_timeout(item: pytest.Item) -> bool:
+    """Whether pytest-timeout will time this item with SIGALRM (its default where available)."""
+    config = item.config
+    if not config.pluginmanager.hasplugin("timeout"):
+        return False
+    marker = item.get_closest_marker("timeout")
+    timeout = None
+    if marker is not None:
+        timeout = marker.args[0] if marker.args else marker.kwargs.get("timeout")
+    if timeout is None:
+        timeout = config.getoption("timeout", None) or _ini(config, "timeout") or os.environ.get("PYTEST_TIMEOUT")
+    try:
+        if not timeout or float(timeout) <= 0:
+            return False
+    except (TypeError, ValueError):
+        return False
+    method = ((marker.kwargs.get("method") if marker is not None else None)
+              or config.getoption("timeout_method", None) or _ini(config, "timeout_method")
+              or os.environ.get("PYTEST_TIMEOUT_METHOD")
+              or ("signal" if hasattr(signal, "SIGALRM") else "thread"))
+    return method == "signal"
+
+
+def _function_id(item: pytest.Item) -> str:
+    return item.nodeid.split("[", 1)[0]
+
+
+def _shared_params(item: pytest.Item) -> list[tuple[str, Any]]:
+    """The parameters of broader-scoped fixtures: cases sharing them can run together."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return [(name, value) for name, value in params.items() if internals.fixture_scope(item, name) != "function"]
+
+
+def _same(a: list[tuple[str, Any]], b: list[tuple[str, Any]]) -> bool:
+    if [name for name, _ in a] != [name for name, _ in b]:
+        return False
+    for (_, x), (_, y) in zip(a, b):
+        try:
+            if not (x is y or bool(x == y)):
+                return False
+        except Exception:  # noqa: BLE001 - values without a truthful ==
+            return False
+    return True
+
+
+@dataclass
+class _Case:
+    item: pytest.Item
+    steps: list[tuple[Any, pytest.TestReport]] = field(default_factory=list)  # (CallInfo, report)
+    done: threading.Event = field(default_factory=threading.Event)
+    escaped: BaseException | None = None  # KeyboardInterrupt or pytest.exit from the body
+
+    def failures(self) -> int:
+        return sum(1 for _, report in list(self.steps) if report.failed and not hasattr(report, "wasxfail"))
+
+
+class CaseGroup:
+    """Runs one group: sets up, starts, tears down and logs its cases in collection order."""
+
+    def __init__(self, items: list[pytest.Item], width: int, executor: DaemonExecutor) -> None:
+        self.items = items
+        self.width = width
+        self.executor = executor
+        self.session = items[0].session
+        self.hooks = internals.phase_hooks(items[0])
+        self.output = CaseOutput(items[0].config)
+        self.members = {id(item): index for index, item in enumerate(items)}
+        self.started = 0  # items[:started] were set up
+        self.pending: deque[_Case] = deque()  # started, not yet logged, in order
+        self.live: set[pytest.Item] = set()  # on pytest's setup stack
+        self.closed = False
+        self.output.install()
+
+    def owns(self, item: pytest.Item) -> bool:
+        index = self.members.get(id(item))
+        if index is None or self.closed:
+            return False
+        return index >= self.started or any(case.item is item for case in self.pending)
+
+    # -- the main thread's loop
+    def run_through(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Log every case up to ``item`` (starting more as room allows)."""
+        try:
+            while True:
+                self._fill(self.members[id(item)])
+                case = self.pending[0]
+                while not case.done.wait(0.2):  # a bounded wait: Ctrl-C is seen at once
+                    pass
+                stopping = self._stopping()
+                last = (self.started == len(self.items) or stopping) and len(self.pending) == 1
+                self._finish(case, None if stopping else nextitem, last)
+                if case.item is item:
+                    break
+            if self.session.shouldfail or self.session.shouldstop:
+                # pytest stops after this item: the cases already running finish and are reported
+                while self.pending:
+                    case = self.pending[0]
+                    while not case.done.wait(0.2):
+                        pass
+                    self._finish(case, None, len(self.pending) == 1)
+        except BaseException:
+            self._abandon()
+            raise
+        if not self.pending and (self.started == len(self.items) or self._stopping()):
+            self._close()
+
+    def _fill(self, needed: int) -> None:
+        """Start cases while fewer than ``width`` bodies run; always up to index ``needed``."""
+        lookahead = max(4 * self.width, 64)
+        while self.started < len(self.items):
+            must = self.started <= needed
+            running = sum(1 for c in self.pending if not c.done.is_set())
+            if not must and (running >= self.width or len(self.pending) >= lookahead or self._stopping()):
+                return
+            self._start(self.items[self.started])
+            self.started += 1
+
+    def _stopping(self) -> bool:
+        """-x/--maxfail: stop starting cases once the failures seen would stop the run."""
+        session = self.session
+        if session.shouldfail or session.shouldstop:
+            return True
+        maxfail = session.config.getoption("maxfail", 0)
+        return bool(maxfail) and session.testsfailed + sum(c.failures() for c in self.pending) >= maxfail
+
+    def _start(self, item: pytest.Item) -> None:
+        case = _Case(item)
+        self.pending.append(case)
+        self.live.add(item)
+
+        def setup() -> None:
+            self.hooks["setup"](item=item)
+            internals.setup_case(item, self.live)
+
+        with self.output.phase(item, "setup"):
+            call = pytest.CallInfo.from_call(setup, when="setup", reraise=internals.reraised(item))
+        report = item.ihook.pytest_runtest_makereport(item=item, call=call)
+        case.steps.append((call, report))
+        if report.passed:
+            self.executor.submit(self._body, case)
+        else:
+            case.done.set()
+
+    def _body(self, case: _Case) -> None:
+        """On a worker thread: the case's call phase and its report."""
+        item = case.item
+        try:
+            with self.output.phase(item, "call"):
+                call = pytest.CallInfo.from_call(lambda: self.hooks["call"](item=item), when="call",
+                                                 reraise=internals.reraised(item))
+            case.steps.append((call, item.ihook.pytest_runtest_makereport(item=item, call=call)))
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread, in order
+            case.escaped = exc
+        finally:
+            case.done.set()
+
+    def _finish(self, case: _Case, nextitem: pytest.Item | None, last: bool) -> None:
+        """Tear ``case`` down and log its reports (main thread, collection order)."""
+        item = case.item
+        if case.escaped is not None:
+            raise case.escaped
+
+        def teardown() -> None:
+            try:
+                self.hooks["teardown"](item=item, nextitem=nextitem)
+            finally:
+                internals.teardown_case(item, nextitem, last)
+
+        with self.output.phase(item, "teardown"):
+            call = pytest.CallInfo.from_call(teardown, when="teardown", reraise=internals.reraised(item))
+        case.steps.append((call, item.ihook.pytest_runtest_makereport(item=item, call=call)))
+        self.pending.popleft()
+        self.live.discard(item)
+        internals.release_request(item)
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        for step_call, report in case.steps:
+            ihook.pytest_runtest_logreport(report=report)
+            if internals.interactive(step_call, report):
+                ihook.pytest_exception_interact(node=item, call=step_call, report=report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+
+    def _abandon(self) -> None:
+        """Interrupted: cases still running are dropped (never torn down under their body)."""
+        for case in self.pending:
+            if not case.done.is_set():
+                internals.forget_case(case.item)
+        self._close()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.output.uninstall()
+
+
+class ConcurrentCases:
+    """The plugin object that owns the concurrent-case state of a run (registered at configure)."""
+
+    def __init__(self, config: pytest.Config, width: int) -> None:
+        self.config = config
+        self.width = width
+        self.group: CaseGroup | None = None
+        self.one_at_a_time: dict[str, str] = {}  # test function -> why its cases ran one at a time
+        self._executor: DaemonExecutor | None = None
+        self._index: dict[int, int] | None = None
+        self._run_reason = run_reason(config) if width > 1 else None
+
+    @property
+    def in_flight(self) -> bool:
+        return self.group is not None and not self.group.closed
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+        group = self.group
+        if group is not None and not group.closed and group.owns(item):
+            group.run_through(item, nextitem)
+            if group.closed:
+                self.group = None
+            return True
+        self.group = None
+        items = self._group_from(item, nextitem)
+        if items is None:
+            return None
+        if self._executor is None:
+            self._executor = DaemonExecutor(self.width, name="llmjudge-case")
+        self.group = CaseGroup(items, self.width, self._executor)
+        self.group.run_through(item, nextitem)
+        if self.group.closed:
+            self.group = None
+        return True
+
+    def _group_from(self, item: pytest.Item, nextitem: pytest.Item | None) -> list[pytest.Item] | None:
+        """The group that starts at ``item``, or None to run it the ordinary way."""
+        if self.width <= 1 or not opted_in(item):
+            return None
+        reason = self._run_reason or item_reason(item)
+        if reason is not None:
+            self.one_at_a_time.setdefault(_function_id(item), reason)
+            return None
+        items = item.session.items
+        if self._index is None:
+            self._index = {id(it): i for i, it in enumerate(items)}
+        start = self._index.get(id(item))
+        if start is None or nextitem is not (items[start + 1] if start + 1 < len(items) else None):
+            return None  # not pytest's own loop over session.items: nothing to look ahead at
+        function, shared = _function_id(item), _shared_params(item)
+        group = [item]
+        for other in items[start + 1:]:
+            if (_function_id(other) != function or other.parent is not item.parent or not opted_in(other)
+                    or item_reason(other) is not None or not _same(_shared_params(other), shared)):
+                break
+            group.append(other)
+        return group if len(group) > 1 else None
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.one_at_a_time or self.config.get_verbosity() < 1:
+            return
+        terminalreporter.section("llm concurrency")
+        for function, reason in sorted(self.one_at_a_time.items()):
+            terminalreporter.write_line(f"one case at a time: {function}: {reason}")
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown()

@@ -1,0 +1,172 @@
+"""The one place that touches pytest internals: what running several cases at once needs.
+
+pytest runs one function item at a time: ``SetupState`` is a stack with room for a single
+item, and a function-scoped ``FixtureDef`` caches one value. Concurrent cases (see
+:mod:`pytest_llmjudge.concurrent_cases`) need each case set up on its own, so this module
+gives each case private copies of its function-scoped fixture definitions and puts several
+items on the setup stack side by side. Each internal name below says why it is used and the
+pytest versions it was checked on (8.0 and 9.2). Anything missing makes :func:`supported`
+false, and every case then runs pytest's own protocol, one at a time.
+
+Public API everywhere else: hooks through ``item.ihook`` and pluggy's ``subset_hook_caller``,
+``CallInfo.from_call``, ``pytest_runtest_makereport``, ``Item.add_report_section``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup  # a pytest dependency on 3.10
+
+PYTEST_VERSION = tuple(int(part) for part in pytest.__version__.split(".")[:2] if part.isdigit())
+
+#: Plugins whose per-phase hooks keep process-wide state (the current capture buffer, the
+#: current log handler) and therefore cannot run for two cases at once; concurrent cases get
+#: the same per-case sections from :mod:`pytest_llmjudge.case_output` instead. The names are
+#: the ones pytest registers them under (public through ``pluginmanager.getplugin``).
+_PER_PHASE_GLOBAL = ["capturemanager", "logging-plugin"]
+if PYTEST_VERSION < (8, 4):
+    # before 8.4 these swapped sys.unraisablehook / threading.excepthook around each phase
+    _PER_PHASE_GLOBAL += ["unraisableexception", "threadexception"]
+
+
+def supported(item: pytest.Item) -> bool:
+    """Whether the internals below exist in this pytest, for this item."""
+    state = getattr(item.session, "_setupstate", None)
+    request = getattr(item, "_request", None)
+    return (isinstance(getattr(state, "stack", None), dict) and hasattr(item, "_fixtureinfo")
+            and (request is False or isinstance(getattr(request, "_arg2fixturedefs", None), dict)))
+
+
+def phase_hooks(item: pytest.Item) -> dict[str, Any]:
+    """``pytest_runtest_setup/call/teardown`` for ``item`` without the plugins above.
+
+    ``runner`` (pytest's own module plugin) is left out of setup and teardown: its impls
+    push and pop ``SetupState``, which :func:`setup_case` and :func:`teardown_case` do instead.
+    """
+    pm = item.config.pluginmanager
+    excluded = [p for p in (pm.getplugin(name) for name in _PER_PHASE_GLOBAL) if p is not None]
+    runner = pm.getplugin("runner")
+    hooks = {}
+    for when, name in (("setup", "pytest_runtest_setup"), ("call", "pytest_runtest_call"),
+                       ("teardown", "pytest_runtest_teardown")):
+        # item.ihook may already leave out conftest plugins of other directories: keep that
+        everyone = {impl.plugin for impl in getattr(pm.hook, name).get_hookimpls()}
+        for_item = {impl.plugin for impl in getattr(item.ihook, name).get_hookimpls()}
+        remove = (everyone - for_item) | set(excluded)
+        if when != "call" and runner is not None:
+            remove.add(runner)
+        hooks[when] = pm.subset_hook_caller(name, remove_plugins=list(remove))
+    return hooks
+
+
+def _stack(item: pytest.Item) -> dict[Any, Any]:
+    # Session._setupstate.stack (pytest >= 7.0): {node: ([finalizers], exc_info or None)}, in
+    # setup order; the collectors above the cases (module, class) stay on it for the group
+    return item.session._setupstate.stack  # type: ignore[attr-defined, no-any-return]
+
+
+def _isolate_function_fixtures(item: pytest.Item) -> None:
+    # item._request._arg2fixturedefs (pytest >= 8.0): argname -> FixtureDefs the request
+    # resolves; pytest 9 shares this dict between all items of one function. The case gets its
+    # own dict holding fresh copies of the function-scoped FixtureDefs, whose cached_result and
+    # _finalizers (pytest >= 8.0) would otherwise hold another case's value.
+    request = item._request  # type: ignore[attr-defined]
+    own = {}
+    for name, defs in request._arg2fixturedefs.items():
+        own[name] = tuple(_fresh(d) if d.scope == "function" else d for d in defs)
+    request._arg2fixturedefs = own
+
+
+def _fresh(fixturedef: Any) -> Any:
+    twin = copy.copy(fixturedef)
+    twin.cached_result = None
+    twin._finalizers = []
+    return twin
+
+
+def setup_case(item: pytest.Item, cases: set[pytest.Item]) -> None:
+    """Set ``item`` up while the ``cases`` (other items of its group) are still set up."""
+    if getattr(item, "_request", None) is False:  # torn down once already (a rerun): a new request
+        item._initrequest()  # type: ignore[attr-defined]  # Function._initrequest (pytest >= 7.0)
+    _isolate_function_fixtures(item)
+    stack = _stack(item)
+    if not any(node in cases for node in stack):
+        item.session._setupstate.setup(item)  # type: ignore[attr-defined]  # parents too, as pytest does
+        return
+    for node, (_, exc) in list(stack.items()):
+        if exc and node not in cases:  # a parent failed its setup: every item under it fails alike
+            raise exc[0].with_traceback(exc[1])
+    stack[item] = ([item.teardown], None)
+    item.setup()
+
+
+def teardown_case(item: pytest.Item, nextitem: pytest.Item | None, last: bool) -> None:
+    """Run ``item``'s finalizers; the ``last`` case of a group also tears down to ``nextitem``."""
+    stack = _stack(item)
+    finalizers, _ = stack.pop(item, ([], None))
+    errors: list[BaseException] = []
+    while finalizers:
+        try:
+            finalizers.pop()()
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
+            errors.append(exc)  # all run, then raised together, as pytest does
+    if last:
+        try:
+            item.session._setupstate.teardown_exact(nextitem)  # type: ignore[attr-defined]
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise BaseExceptionGroup("errors during test teardown", errors[::-1])
+
+
+def forget_case(item: pytest.Item) -> None:
+    """Drop an interrupted case from the setup stack without running its finalizers."""
+    _stack(item).pop(item, None)
+
+
+def release_request(item: pytest.Item) -> None:
+    # as runtestprotocol does after teardown: the fixture values can be freed
+    if hasattr(item, "_request"):
+        item._request = False  # type: ignore[attr-defined]
+        item.funcargs = None  # type: ignore[attr-defined]
+
+
+def fixture_scope(item: pytest.Item, argname: str) -> str:
+    # Function._fixtureinfo.name2fixturedefs (pytest >= 7.0): which scope a parametrized
+    # argument lives in; a broader one is shared and must be equal across a group
+    defs = item._fixtureinfo.name2fixturedefs.get(argname)  # type: ignore[attr-defined]
+    return str(defs[-1].scope) if defs else "function"
+
+
+def reraised(item: pytest.Item) -> tuple[type[BaseException], ...]:
+    """What escapes a phase instead of failing the test, as in pytest's runner."""
+    if item.config.getoption("usepdb", False):
+        return (pytest.exit.Exception,)
+    return (pytest.exit.Exception, KeyboardInterrupt)
+
+
+def interactive(call: Any, report: pytest.TestReport) -> bool:
+    """Whether pytest would call ``pytest_exception_interact`` (as runner.check_interactive_exception)."""
+    if call.excinfo is None or hasattr(report, "wasxfail"):
+        return False
+    import bdb
+
+    return not isinstance(call.excinfo.value, (pytest.skip.Exception, bdb.BdbQuit))
+
+
+def log_formatter(config: pytest.Config) -> logging.Formatter:
+    # LoggingPlugin.formatter (pytest >= 6.0): the formatter of its "Captured log" sections
+    formatter = getattr(config.pluginmanager.getplugin("logging-plugin"), "formatter", None)
+    if isinstance(formatter, logging.Formatter):
+        return formatter
+    return logging.Formatter(config.getini("log_format"), config.getini("log_date_format"))
