@@ -153,12 +153,13 @@ class ResultsWriter:
 
     def _ensure_header(self) -> None:
         """Write the CSV header when the file is still empty (one writer wins among xdist workers)."""
-        if self._header_checked or self._fd is None or not self.is_csv:
-            return
-        self._header_checked = True
-        with _locked(self._fd):
-            if os.fstat(self._fd).st_size == 0:
-                self._append(self._csv_line(self.columns))
+        with self._lock:  # rows of other threads wait for the header
+            if self._header_checked or self._fd is None or not self.is_csv:
+                return
+            self._header_checked = True
+            with _locked(self._fd):
+                if os.fstat(self._fd).st_size == 0:
+                    self._append(self._csv_line(self.columns))
 
     @staticmethod
     def _csv_line(values: list[Any]) -> str:
