@@ -111,6 +111,8 @@ def _hermetic(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
                  "LLMJUDGE_API_KEY", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS"):
         monkeypatch.delenv(name, raising=False)
+    # the pytest runs a test starts keep collection order unless the test asks for pytest-randomly
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
     # backoff without Retry-After sleeps up to BASE_DELAY_S * 2**attempt: keep it tiny
     monkeypatch.setattr(retry, "BASE_DELAY_S", 0.01)
     _forget_backend_state()
