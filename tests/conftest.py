@@ -105,14 +105,20 @@ def _before_pytester(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("_warm_clients")
 
 
+#: the pytest runs a test starts keep collection order and leave async tests alone unless the
+#: test enables pytest-randomly / pytest-asyncio itself (``-p randomly``, ``-p asyncio``)
+NEIGHBOURS_OFF = "-p no:randomly -p no:asyncio"
+
+
 @pytest.fixture(autouse=True)
-def _hermetic(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _hermetic(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No real credentials or endpoints; no backend memory carried between tests."""
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
                  "LLMJUDGE_API_KEY", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS"):
         monkeypatch.delenv(name, raising=False)
-    # the pytest runs a test starts keep collection order unless the test asks for pytest-randomly
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
+    if "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
+        monkeypatch.setenv("PYTEST_ADDOPTS", NEIGHBOURS_OFF)
     # backoff without Retry-After sleeps up to BASE_DELAY_S * 2**attempt: keep it tiny
     monkeypatch.setattr(retry, "BASE_DELAY_S", 0.01)
     _forget_backend_state()
