@@ -292,12 +292,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         settings.html.parent.mkdir(parents=True, exist_ok=True)
         settings.html.write_text(
-            render_html(summary.records, comparison=comparison, settings=settings.public()), encoding="utf-8"
+            render_html(summary.records, comparison=comparison, settings=settings.public(),
+                        usage=summary.usage.as_dict(settings.prices)),
+            encoding="utf-8",
         )
         config.stash.setdefault(extra_lines_key, []).append(f"HTML report written to {settings.html}")
+    totals = {"verdicts": len(summary.records), **summary.usage.as_dict(settings.prices)}
+    config.stash[session_key].results.write_run(totals)
     xml = junit.log_xml(config)
     if xml is not None and summary.metrics:
-        for name, value in junit.suite_properties(summary):
+        for name, value in junit.suite_properties(summary, settings.prices):
             xml.add_global_property(name, value)
 
 
@@ -331,7 +335,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     adaptive = settings.repeat_max if settings.repeat == "auto" else None
     extra = config.stash.get(extra_lines_key, [])
     for line in summary_lines(summary, config.stash.get(gates_key, []), judge_calls=calls,
-                              adaptive_budget=adaptive, extra=extra):
+                              adaptive_budget=adaptive, extra=extra, prices=settings.prices):
         if line.startswith("FAILED"):
             terminalreporter.write_line(line, red=True, bold=True)
         else:

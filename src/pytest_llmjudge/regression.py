@@ -202,7 +202,8 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
 
 
 def _from_rows(path: Path, rows: list[tuple[int, Any]]) -> Baseline:
-    """A results file's rows (its last run, when it holds several)."""
+    """A results file's rows (its last run, when it holds several); run records are skipped."""
+    rows = [(n, row) for n, row in rows if not (isinstance(row, dict) and row.get("record") == "run")]
     if not rows:
         raise BaselineError(f"{path}: no verdict rows")
     for number, row in rows:

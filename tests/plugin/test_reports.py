@@ -200,7 +200,7 @@ def test_results_file_is_rewritten_by_each_run(llm: LLMRun) -> None:
     llm.run("--llm-results", "out/results.csv")
     with open(llm.path / "out" / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == len(QA_ROWS)
+    assert [r["record"] for r in rows] == ["verdict"] * len(QA_ROWS) + ["run"]  # the run record is last
 
 
 # -- gates and soft mode -------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..errors import K_OF_N
 from ..repeats import ADAPTIVE
+from .usage import RunUsage
 
 
 @dataclass
@@ -109,16 +110,18 @@ class RunSummary:
     records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     #: (test id, metric, score, passed, decision) of every verdict decided k-of-n (min_passes)
     k_of_n: list[tuple[str, str, float, bool, str]] = field(default_factory=list)
+    usage: RunUsage = field(default_factory=RunUsage)
 
     def add(self, test_id: str, record: dict[str, Any]) -> None:
         self.records.append((test_id, record))
+        self.usage.add(record)
         name = record["metric"]
         summary = self.metrics.setdefault(name, MetricSummary(name))
         if record.get("judge"):
             self.judges.add(record["judge"])
-        if record.get("error"):
+        if record.get("error") or record.get("score") is None:
             summary.errors += 1
-            self.failures.append(FailedCase(test_id, name, None, "", record["error"]))
+            self.failures.append(FailedCase(test_id, name, None, "", record.get("error") or "no verdict"))
             return
         summary.scores.append(float(record["score"]))
         summary.thresholds.add(float(record["threshold"]))

@@ -98,6 +98,19 @@ def _normalize(records: Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, An
     return rows
 
 
+def _usage_text(usage: Mapping[str, Any]) -> str:
+    from .usage import money
+
+    text = (f"judge tokens: {usage.get('prompt_tokens', 0):,} prompt / {usage.get('completion_tokens', 0):,} "
+            f"completion · judge calls: {usage.get('judge_calls', 0)} · cached calls saved: "
+            f"{usage.get('cached_calls_saved', 0)}")
+    if usage.get("cost_usd") is not None:
+        text += f" · cost: {money(usage['cost_usd'])} (cache saved {money(usage.get('cost_saved_usd') or 0.0)})"
+    if usage.get("unpriced_judges"):
+        text += f" · no price for {', '.join(usage['unpriced_judges'])}"
+    return text
+
+
 def _json_for_script(data: Any) -> str:
     """JSON that is inert inside ``<script type="application/json">``."""
     text = json.dumps(data, ensure_ascii=False, sort_keys=True)
@@ -520,11 +533,13 @@ def render_html(
     title: str = "LLM judge report",
     settings: Mapping[str, Any] | None = None,
     generated: datetime | None = None,
+    usage: Mapping[str, Any] | None = None,
 ) -> str:
     """One self-contained HTML page for the run's verdict records.
 
     ``records`` are ``(test_id, record)`` pairs (``RunSummary.records``) or results-file rows;
     a record may carry ``input``, ``output``, ``expected``, ``unstable`` and ``decision``.
+    ``usage`` is :meth:`RunUsage.as_dict <pytest_llmjudge.report.usage.RunUsage.as_dict>`.
     """
     rows = _normalize(records)
     metrics = sorted({r["metric"] for r in rows})
@@ -535,7 +550,8 @@ def render_html(
     unstable = sum(1 for r in rows if r["unstable"])
     judges = sorted({r["judge"] for r in rows if r["judge"]})
     data = _clean({"title": title, "generated": when, "settings": dict(settings or {}), "records": rows,
-                   "comparison": comparison.to_json() if comparison is not None else None})
+                   "comparison": comparison.to_json() if comparison is not None else None,
+                   "usage": dict(usage or {})})
 
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -547,6 +563,8 @@ def render_html(
                f"{errors} judge error(s) · {unstable} unstable")
     out.append(f'<header><h1>{_e(title)}</h1><div id="summary">{_e(summary)}</div>'
                f'<div class="muted">judge: {_e(", ".join(judges) or "-")} · generated {_e(when)}</div>')
+    if usage:
+        out.append(f'<div id="usage" class="muted">{_e(_usage_text(usage))}</div>')
     if settings:
         items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v)}</dd>"
                         for k, v in sorted(settings.items()) if v not in (None, "", {}, []))

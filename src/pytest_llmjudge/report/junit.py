@@ -6,7 +6,10 @@
 - xunit2 (pytest's default): its schema allows no properties on a testcase, so the same
   ``llm.<metric>.<field>=value`` lines go into the testcase's ``<system-out>``.
 - Both: the testsuite's ``<properties>`` carry ``llm.<metric>.n``, ``.mean``, ``.pass_rate``,
-  ``.judge_errors`` and ``llm.judge``.
+  ``.judge_errors``, ``llm.judge`` and the run's usage: ``llm.judge_calls``,
+  ``llm.cached_calls_saved``, ``llm.prompt_tokens``, ``llm.completion_tokens``,
+  ``llm.saved_prompt_tokens``, ``llm.saved_completion_tokens`` and, with ``llm_prices``,
+  ``llm.cost_usd``, ``llm.cost_saved_usd`` (``llm.unpriced_judges`` names judges without a price).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 
 from .collect import RunSummary
+from .usage import Prices
 
 
 def per_test_properties(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -42,8 +46,11 @@ def per_test_properties(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return props
 
 
-def suite_properties(summary: RunSummary) -> list[tuple[str, str]]:
+def suite_properties(summary: RunSummary, prices: Prices | None = None) -> list[tuple[str, str]]:
     props = [("llm.judge", ", ".join(sorted(summary.judges)))]
+    for name, value in summary.usage.as_dict(prices or {}).items():
+        if value is not None and value != []:
+            props.append((f"llm.{name}", ",".join(value) if isinstance(value, list) else str(value)))
     for name in sorted(summary.metrics):
         m = summary.metrics[name]
         props += [

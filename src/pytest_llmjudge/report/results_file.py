@@ -31,6 +31,12 @@ COLUMNS = (
     "run_id", "timestamp", "test_id", "metric", "score", "raw_score", "argmax_score", "scale_min",
     "scale_max", "reason", "threshold", "passed", "cached", "judge", "latency_s", "prompt_tokens",
     "completion_tokens", "total_tokens", "samples", "unstable", "decision", "error", "settings",
+    "record", "judge_calls",
+)
+#: columns only the run record fills (the last row of a run; ``record`` is ``run`` there)
+RUN_RECORD_COLUMNS = (
+    "verdicts", "cached_calls_saved", "saved_prompt_tokens", "saved_completion_tokens", "cost_usd",
+    "cost_saved_usd", "unpriced_judges",
 )
 #: the run's parameters, the ``run`` object of a JSONL row and ``run.<name>`` columns of a CSV one
 RUN_FIELDS = ("judge", "model", "base_url_host", "temperature", "samples", "seed", "plugin_version")
@@ -97,7 +103,7 @@ class ResultsWriter:
     @property
     def columns(self) -> list[str]:
         """The CSV header: the fixed columns, the texts, ``case.*`` and ``run.*``."""
-        return [*COLUMNS, *TEXT_FIELDS, *(f"case.{c}" for c in self.case_columns),
+        return [*COLUMNS, *RUN_RECORD_COLUMNS, *TEXT_FIELDS, *(f"case.{c}" for c in self.case_columns),
                 *(f"run.{name}" for name in RUN_FIELDS)]
 
     def set_case_columns(self, columns: list[str]) -> None:
@@ -120,7 +126,7 @@ class ResultsWriter:
             "completion_tokens": verdict.usage.get("completion_tokens"),
             "total_tokens": verdict.usage.get("total_tokens"),
             "samples": verdict.samples or None, "unstable": verdict.unstable, "decision": verdict.decision,
-            "error": None,
+            "error": None, "judge_calls": verdict.judge_calls,
         }, texts)
 
     def write_error(self, test_id: str, metric: str, judge: str, error: BaseException,
@@ -130,10 +136,35 @@ class ResultsWriter:
         self._row({"test_id": test_id, "metric": metric, "judge": judge, "passed": False,
                    "error": redact(f"{type(error).__name__}: {error}")}, texts)
 
+    def write_run(self, totals: dict[str, Any]) -> None:
+        """The run record, written last by the controller: verdicts, judge calls, tokens, cost."""
+        if self._fd is None:
+            return
+        row: dict[str, Any] = {"record": "run", "run_id": self.run_id,
+                               "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **totals}
+        row["total_tokens"] = (row.get("prompt_tokens") or 0) + (row.get("completion_tokens") or 0)
+        if self.is_csv:
+            row["settings"] = self.settings_json
+            row["unpriced_judges"] = ",".join(row.get("unpriced_judges") or ()) or None
+            row.update({f"run.{name}": self.run.get(name) for name in RUN_FIELDS})
+            self._ensure_header()
+            columns = self._file_columns()
+            self._append(self._csv_line(["" if row.get(c) is None else row[c] for c in columns]))
+        else:
+            row["settings"] = json.loads(self.settings_json)
+            row["run"] = self.run
+            self._append(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def _file_columns(self) -> list[str]:
+        """The header already in the file (an xdist controller did not collect the case columns)."""
+        assert self.path is not None
+        with self.path.open(newline="", encoding="utf-8") as handle:
+            return next(csv.reader(handle), None) or self.columns
+
     def _row(self, values: dict[str, Any], texts: dict[str, Any] | None) -> None:
         texts = texts or {}
         row: dict[str, Any] = {column: None for column in COLUMNS}
-        row.update(values, run_id=self.run_id, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        row.update(values, run_id=self.run_id, timestamp=time.strftime("%Y-%m-%dT%H:%M:%S%z"), record="verdict")
         row.update({name: texts.get(name) for name in TEXT_FIELDS})
         case = texts.get("case")
         if self.is_csv:
@@ -144,7 +175,7 @@ class ResultsWriter:
                 row[f"case.{column}"] = _cell(case.get(column)) if case else None
             row.update({f"run.{name}": self.run.get(name) for name in RUN_FIELDS})
             self._ensure_header()
-            self._append(self._csv_line(["" if row[c] is None else row[c] for c in self.columns]))
+            self._append(self._csv_line(["" if row.get(c) is None else row[c] for c in self.columns]))
         else:
             row["settings"] = json.loads(self.settings_json)
             row["case"] = case
@@ -202,11 +233,18 @@ def _locked(fd: int) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def read_results(path: Path | str) -> list[dict[str, Any]]:
-    """Load a results file written by ResultsWriter (either format)."""
+def read_results(path: Path | str, *, run_records: bool = False) -> list[dict[str, Any]]:
+    """Load a results file written by ResultsWriter (either format): its verdict rows, and its
+    run records (``record == "run"``) too when ``run_records``."""
     path = Path(path)
     if path.suffix == ".csv":
         with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+            rows = list(csv.DictReader(handle))
+    else:
+        with path.open(encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle if line.strip()]
+    return rows if run_records else [row for row in rows if not is_run_record(row)]
+
+
+def is_run_record(row: dict[str, Any]) -> bool:
+    return row.get("record") == "run"

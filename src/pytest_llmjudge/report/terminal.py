@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .collect import GateResult, RunSummary
+from .usage import Prices
 
 MAX_FAILURES_SHOWN = 10
 REASON_WIDTH = 160
@@ -28,6 +29,7 @@ def summary_lines(
     default_judge: str = "",
     adaptive_budget: int | None = None,
     extra: list[str] | None = None,
+    prices: Prices | None = None,
 ) -> list[str]:
     """Per-metric table, then the lowest-scoring failures, then the pass-rate gates.
 
@@ -37,7 +39,7 @@ def summary_lines(
     head = f"judge: {judges} | verdicts: {summary.verdicts} | from cache: {summary.cached}"
     if judge_calls is not None:
         head += f" | judge calls: {judge_calls}"
-    lines = [head]
+    lines = [head, summary.usage.summary_line(prices or {})]
     header = ("metric", "cases", "passed", "pass rate [95% CI]", "mean score [95% CI]", "threshold",
               "unstable", "judge errors")
     rows = [header]
