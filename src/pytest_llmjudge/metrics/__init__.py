@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from .base import AnyMetric, CheckMetric, Metric, MetricInputs, bounded_list, bounded_str
+from .base import AnyMetric, CheckMetric, MaxChars, MaxItems, Metric, MetricInputs, bounded_list, bounded_str
 from .builtin import BUILTIN_METRICS
 from .checks import CHECK_METRICS
 
@@ -29,6 +29,6 @@ def get_metric(metric: str | AnyMetric) -> AnyMetric:
 
 
 __all__ = [
-    "AnyMetric", "CheckMetric", "Metric", "MetricInputs", "bounded_list", "bounded_str", "get_metric",
-    "register_metric",
+    "AnyMetric", "CheckMetric", "MaxChars", "MaxItems", "Metric", "MetricInputs", "bounded_list", "bounded_str",
+    "get_metric", "register_metric",
 ]

@@ -7,9 +7,11 @@ import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, core_schema
 
 from ..errors import ConfigError
 from ..judges.base import Message
@@ -22,26 +24,42 @@ DEFAULT_SYSTEM = (
 INPUT_NAMES = ("output", "input", "expected", "context", "criteria")
 
 
-def bounded_str(max_chars: int) -> Any:
-    """A string type whose schema advertises ``maxLength`` and whose value is truncated to it.
+@dataclass(frozen=True)
+class MaxChars:
+    """``Annotated[str, MaxChars(n)]``: the schema advertises ``maxLength``; a longer value is truncated.
 
     Constrained decoders honour the bound (a small model cannot loop inside a string until
     the token limit); a remote judge that writes a longer string is truncated, not rejected.
     """
-    return Annotated[
-        str,
-        Field(json_schema_extra={"maxLength": max_chars}),
-        AfterValidator(lambda s: s[:max_chars]),
-    ]
+
+    limit: int
+    keyword: ClassVar[str] = "maxLength"
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        limit = self.limit
+        return core_schema.no_info_after_validator_function(lambda value: value[:limit], handler(source))
+
+    def __get_pydantic_json_schema__(self, schema: CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema[self.keyword] = self.limit
+        return json_schema
+
+
+@dataclass(frozen=True)
+class MaxItems(MaxChars):
+    """``Annotated[list[X], MaxItems(n)]``: the schema advertises ``maxItems``; extra items are dropped."""
+
+    keyword: ClassVar[str] = "maxItems"
+
+
+def bounded_str(max_chars: int) -> Any:
+    """``Annotated[str, MaxChars(max_chars)]``, for schemas built at run time."""
+    return Annotated[str, MaxChars(max_chars)]
 
 
 def bounded_list(item: Any, max_items: int) -> Any:
-    """A list type whose schema advertises ``maxItems`` and whose value is truncated to it."""
-    return Annotated[
-        list[item],
-        Field(json_schema_extra={"maxItems": max_items}),
-        AfterValidator(lambda items: items[:max_items]),
-    ]
+    """``Annotated[list[item], MaxItems(max_items)]``, for schemas built at run time."""
+    return Annotated[list[item], MaxItems(max_items)]
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel
 
-from .base import Metric, bounded_list, bounded_str
+from .base import MaxChars, MaxItems, Metric
 
 # Bounds keep verdicts short: a constrained small judge cannot ramble past them, and a remote
 # judge's longer text is truncated, not rejected.
-Reason = bounded_str(240)
-Short = bounded_str(120)
+Reason = Annotated[str, MaxChars(240)]
+Short = Annotated[str, MaxChars(120)]
 MAX_ITEMS = 8
 
 
@@ -46,7 +46,7 @@ class StatementVerdict(BaseModel):
 
 
 class RelevancyVerdict(BaseModel):
-    statements: bounded_list(StatementVerdict, MAX_ITEMS)  # type: ignore[valid-type]
+    statements: Annotated[list[StatementVerdict], MaxItems(MAX_ITEMS)]
     reason: Reason
 
 
@@ -79,7 +79,7 @@ class OpinionVerdict(BaseModel):
 
 
 class ToxicityVerdict(BaseModel):
-    opinions: bounded_list(OpinionVerdict, MAX_ITEMS)  # type: ignore[valid-type]
+    opinions: Annotated[list[OpinionVerdict], MaxItems(MAX_ITEMS)]
     reason: Reason
 
 
@@ -103,7 +103,7 @@ class ClaimVerdict(BaseModel):
 
 
 class FaithfulnessVerdict(BaseModel):
-    claims: bounded_list(ClaimVerdict, MAX_ITEMS)  # type: ignore[valid-type]
+    claims: Annotated[list[ClaimVerdict], MaxItems(MAX_ITEMS)]
     reason: Reason
 
 
@@ -123,7 +123,7 @@ FAITHFULNESS = Metric(
 
 
 class CriteriaVerdict(BaseModel):
-    reason: bounded_str(400)  # type: ignore[valid-type]  # room for step-by-step reasoning
+    reason: Annotated[str, MaxChars(400)]  # room for step-by-step reasoning
     score: Literal[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import copy
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, create_model
 
 from ..evaluation import evaluate
 from ..judges.base import Sampling
-from ..metrics.base import Metric, MetricInputs, bounded_str
+from ..metrics.base import MaxChars, Metric, MetricInputs
 from . import CLIError
 from .common import (
     add_model_options,
@@ -111,7 +111,7 @@ def _escape(text: str) -> str:
 class Rephrased(BaseModel):
     """The structured reply of a rephrasing."""
 
-    prompt: bounded_str(MAX_PROMPT_CHARS)  # type: ignore[valid-type]
+    prompt: Annotated[str, MaxChars(MAX_PROMPT_CHARS)]
 
 
 def rephrase_metric(style: str) -> Metric:
