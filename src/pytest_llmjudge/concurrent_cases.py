@@ -14,6 +14,7 @@ which and why, once per test function.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import signal
@@ -58,8 +59,8 @@ def item_reason(item: pytest.Item) -> str | None:
     """Why this opted-in item must run the ordinary way, or None."""
     if not isinstance(item, pytest.Function) or not hasattr(item, "callspec"):
         return "not a parametrized test function"
-    if inspect.iscoroutinefunction(getattr(item, "obj", None)):
-        return "async def tests run one at a time"
+    if asyncio_owned(item):
+        return "pytest-asyncio runs it on its own event loop"
     captured = [name for name in _PROCESS_CAPTURE if name in item.fixturenames]
     if captured:
         return f"requests {', '.join(captured)}, which capture the whole process"
@@ -70,6 +71,34 @@ def item_reason(item: pytest.Item) -> str | None:
     if not internals.supported(item):
         return f"pytest {pytest.__version__} lacks the internals concurrent cases need"
     return None
+
+
+def asyncio_owned(item: pytest.Item) -> bool:
+    """An ``async def`` test that pytest-asyncio runs (auto mode, or marked asyncio)."""
+    return inspect.iscoroutinefunction(getattr(item, "obj", None)) and (
+        type(item).__module__.startswith("pytest_asyncio") or item.get_closest_marker("asyncio") is not None)
+
+
+def runs_on_our_loop(item: pytest.Item) -> bool:
+    """An ``async def`` test of ours that no async plugin runs: our event loop runs it."""
+    return (inspect.iscoroutinefunction(getattr(item, "obj", None)) and not asyncio_owned(item)
+            and ("assert_llm_score" in getattr(item, "fixturenames", ()) or opted_in(item)))
+
+
+class _LoopThread:
+    """One event loop on a daemon thread for the run's async cases: they run cooperatively on
+    it (a client made once, such as an ``openai.AsyncOpenAI``, serves every case)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="llmjudge-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 def _reruns(config: pytest.Config) -> bool:
@@ -300,6 +329,8 @@ class ConcurrentCases:
         self._executor: DaemonExecutor | None = None
         self._index: dict[int, int] | None = None
         self._run_reason = run_reason(config) if width > 1 else None
+        self._loop: _LoopThread | None = None
+        self._loop_lock = threading.Lock()
 
     @property
     def in_flight(self) -> bool:
@@ -348,6 +379,17 @@ class ConcurrentCases:
             group.append(other)
         return group if len(group) > 1 else None
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pyfunc_call(self, pyfuncitem: pytest.Function) -> bool | None:
+        """``async def`` tests that judge (or opted in) run on the run's event loop, in every mode."""
+        if not runs_on_our_loop(pyfuncitem):
+            return None
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = _LoopThread()
+        self._loop.run(pyfuncitem.obj(**internals.test_arguments(pyfuncitem)))
+        return True
+
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.one_at_a_time or self.config.get_verbosity() < 1:
             return
@@ -358,3 +400,5 @@ class ConcurrentCases:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown()
+        if self._loop is not None:
+            self._loop.close()

@@ -165,6 +165,8 @@ def assert_llm_score(request: pytest.FixtureRequest) -> Callable[..., Any]:
     Signature: ``assert_llm_score(output, *, metric="correctness", input=None, expected=None,
     context=None, criteria=None, threshold=None, judge=None) -> Verdict``. Below threshold it
     raises LLMScoreError (an AssertionError); a judge that cannot answer raises JudgeError.
+    In an ``async def`` test, ``await assert_llm_score.async_(...)`` does the same without
+    blocking the event loop.
     """
     session = request.config.stash[session_key]
     item = request.node
@@ -173,6 +175,14 @@ def assert_llm_score(request: pytest.FixtureRequest) -> Callable[..., Any]:
         __tracebackhide__ = True
         return _assert_llm_score(session, item, output, **kwargs)
 
+    async def async_(output: Any, **kwargs: Any) -> Any:
+        """The awaitable form for ``async def`` tests: judging runs off the event loop."""
+        __tracebackhide__ = True
+        import asyncio
+
+        return await asyncio.wrap_future(session.in_thread(lambda: _assert_llm_score(session, item, output, **kwargs)))
+
+    assert_llm_score.async_ = async_  # type: ignore[attr-defined]
     return assert_llm_score
 
 

@@ -141,6 +141,12 @@ def release_request(item: pytest.Item) -> None:
         item.funcargs = None  # type: ignore[attr-defined]
 
 
+def test_arguments(item: pytest.Item) -> dict[str, Any]:
+    # Function._fixtureinfo.argnames (pytest >= 7.0): the test function's own arguments, as
+    # pytest's pytest_pyfunc_call passes them
+    return {arg: item.funcargs[arg] for arg in item._fixtureinfo.argnames}  # type: ignore[attr-defined]
+
+
 def fixture_scope(item: pytest.Item, argname: str) -> str:
     # Function._fixtureinfo.name2fixturedefs (pytest >= 7.0): which scope a parametrized
     # argument lives in; a broader one is shared and must be equal across a group

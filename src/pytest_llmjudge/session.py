@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import threading
 import uuid
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import pytest
 
 from .errors import ConfigError
 from .evaluation import evaluate
+from .executor import DaemonExecutor
 from .judges import Judge, Sampling, default_judge_spec
 from .metrics.base import AnyMetric, MetricInputs
 from .repeats import RepeatPlan, add_noise_samples, judge_repeated
 from .report.results_file import ResultsWriter
 from .settings import Settings
 from .verdict import Verdict
+
+
+T = TypeVar("T")
 
 
 class LLMJudgeSession:
@@ -27,6 +33,7 @@ class LLMJudgeSession:
         self.run_id = _run_id(config)
         self._judges: dict[str, Judge] = {}
         self._judges_lock = threading.Lock()
+        self._judging: DaemonExecutor | None = None  # judge calls of async tests
         self.cache = _open_cache(settings)
         self.results = ResultsWriter.for_session(config, settings, self.run_id)
         self.stats_lock = threading.Lock()
@@ -101,7 +108,16 @@ class LLMJudgeSession:
             self._noise_used[metric] = used + 1
             return True
 
+    def in_thread(self, fn: Callable[[], T]) -> Future[T]:
+        """Run ``fn`` on one of ``--llm-concurrency`` judging threads (for ``async_`` calls)."""
+        with self._judges_lock:
+            if self._judging is None:
+                self._judging = DaemonExecutor(self.settings.concurrency, name="llmjudge-judge")
+        return self._judging.submit(fn)
+
     def close(self) -> None:
+        if self._judging is not None:
+            self._judging.shutdown()
         for judge in self._judges.values():
             close = getattr(judge, "close", None)
             if close is not None:

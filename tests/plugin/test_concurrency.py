@@ -588,3 +588,45 @@ def test_prints(case, capsys):
     result.stdout.fnmatch_lines(["*one case at a time: test_qa.py::test_prints: requests capsys*"])
     assert result.stdout.str().count("one case at a time") == 1
     assert "one case at a time" not in llm.run().stdout.str()
+
+
+ASYNC_CASES = '''
+import asyncio, pytest
+state = {"active": 0, "peak": 0, "loops": set()}
+
+@pytest.mark.llm_dataset("qa.jsonl", id_column="id")
+async def test_async(case, assert_llm_score):
+    state["loops"].add(id(asyncio.get_running_loop()))
+    state["active"] += 1
+    state["peak"] = max(state["peak"], state["active"])
+    await asyncio.sleep(0.1)  # the app call
+    state["active"] -= 1
+    v = await assert_llm_score.async_(case["answer"], input=case["input"], expected=case["expected_output"],
+                                      threshold=0.6)
+    assert v.reason
+
+def test_zz_peak():
+    with open("peak.txt", "w") as handle:
+        handle.write(f"{state['peak']} {len(state['loops'])}")
+'''
+
+
+@pytest.mark.parametrize("plugins", [[], ["-p", "asyncio", "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]],
+                         ids=["no-async-plugin", "pytest-asyncio-auto"])
+def test_async_cases_run_cooperatively_on_one_loop(llm: LLMRun, plugins: list[str]) -> None:
+    if plugins:
+        pytest.importorskip("pytest_asyncio")
+    llm.qa_suite(test=ASYNC_CASES)
+    peaks = {}
+    for concurrency in ("16", "1"):
+        result = llm.run("--llm-concurrency", concurrency, "--llm-results", "results.jsonl", "-v", *plugins)
+        assert outcomes(result) == {"passed": QA_PASS | {"test_zz_peak"}, "failed": QA_FAIL}
+        assert len(llm.results()) == len(QA_ROWS)
+        result.stdout.fnmatch_lines(["FAILED*test_qa.py::test_async[[]boil[]] - pytest_llmjudge.er*"])
+        peaks[concurrency] = (llm.path / "peak.txt").read_text()
+        if plugins and concurrency == "16":  # pytest-asyncio's own loop per test: one at a time, said why
+            result.stdout.fnmatch_lines(["*test_async: pytest-asyncio runs it on its own event loop*"])
+    if plugins:
+        assert peaks["16"].split()[0] == "1"
+    else:
+        assert peaks == {"16": "6 1", "1": "1 1"}  # six at once, all on one event loop
