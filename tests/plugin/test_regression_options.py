@@ -40,13 +40,14 @@ import json
 from pathlib import Path
 
 from pytest_llmjudge.judges import FakeJudge
+from pytest_llmjudge.metrics import unfence
 
 HERE = Path(__file__).parent
 
 
 def handler(request):
     prompt = request.messages[-1]["content"]
-    answer = prompt.split("ANSWER:\\n", 1)[1].split("\\n\\n", 1)[0].strip()
+    answer = unfence(prompt)["output"].strip()
     scores = json.loads((HERE / "scores.json").read_text())[answer]
     index = request.sample_index
     with open(HERE / "calls.log", "a") as log:

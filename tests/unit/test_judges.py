@@ -17,7 +17,7 @@ from pytest_llmjudge.judges.base import JudgeResponse, Sampling
 from pytest_llmjudge.judges.hf_inference import HFInferenceJudge
 from pytest_llmjudge.judges.openai_compat import OpenAIJudge
 from pytest_llmjudge.judges.parsing import extract_json_object, score_distribution_from_top_logprobs
-from pytest_llmjudge.metrics import get_metric
+from pytest_llmjudge.metrics import get_metric, unfence
 from pytest_llmjudge.metrics.base import MetricInputs
 from pytest_llmjudge.metrics.builtin import CorrectnessVerdict
 from pytest_llmjudge.testing.fake_server import FakeJudgeServer
@@ -67,7 +67,7 @@ def test_judge_returns_text_usage_latency_and_score_distribution(server: FakeJud
     body = server.requests[0]
     assert body["logprobs"] is True and body["temperature"] == 0
     assert body["messages"][0]["role"] == "system"
-    assert "REFERENCE:\nParis is the capital of France." in body["messages"][-1]["content"]
+    assert unfence(body["messages"][-1]["content"])["expected"] == "Paris is the capital of France."
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

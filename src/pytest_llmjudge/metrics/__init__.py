@@ -6,6 +6,7 @@ from ..errors import ConfigError
 from .base import AnyMetric, CheckMetric, MaxChars, MaxItems, Metric, MetricInputs, bounded_list, bounded_str
 from .builtin import BUILTIN_METRICS
 from .checks import CHECK_METRICS
+from .fencing import split_fenced, unfence
 
 _registry: dict[str, AnyMetric] = {**BUILTIN_METRICS, **CHECK_METRICS}
 
@@ -30,5 +31,5 @@ def get_metric(metric: str | AnyMetric) -> AnyMetric:
 
 __all__ = [
     "AnyMetric", "CheckMetric", "MaxChars", "MaxItems", "Metric", "MetricInputs", "bounded_list", "bounded_str",
-    "get_metric", "register_metric",
+    "get_metric", "register_metric", "split_fenced", "unfence",
 ]

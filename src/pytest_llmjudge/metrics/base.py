@@ -15,6 +15,7 @@ from pydantic_core import CoreSchema, core_schema
 
 from ..errors import ConfigError
 from ..judges.base import Message
+from .fencing import FENCE_NOTICE, fenced_values
 
 DEFAULT_SYSTEM = (
     "You are a strict, fair evaluator of answers produced by an AI application. "
@@ -81,7 +82,8 @@ class Metric:
     """A judged metric.
 
     ``prompt`` is a ``str.format`` template over ``{output}``, ``{input}``, ``{expected}``,
-    ``{context}`` and ``{criteria}``. ``score`` maps the validated verdict instance to a raw
+    ``{context}`` and ``{criteria}``; each is filled with its text inside a fenced block the
+    text cannot close, and the system message tells the judge the blocks are data. ``score`` maps the validated verdict instance to a raw
     score on ``scale``; the Verdict's score is that raw score normalized to [0, 1].
     ``score_field`` names an integer (``Literal``) field whose token probabilities, when the
     backend reports them, give a probability-weighted score. Change ``version`` (or the prompt
@@ -144,8 +146,10 @@ class Metric:
             )
 
     def messages(self, inputs: MetricInputs) -> tuple[Message, ...]:
-        user = self.prompt.format(**inputs.as_dict())
-        return ({"role": "system", "content": self.system}, {"role": "user", "content": user})
+        """System and user message; each placeholder's text is fenced (see :mod:`.fencing`)."""
+        user = self.prompt.format(**fenced_values(inputs.as_dict()))
+        return ({"role": "system", "content": f"{self.system}\n{FENCE_NOTICE}"},
+                {"role": "user", "content": user})
 
     def normalize(self, raw: float) -> float:
         low, high = self.scale

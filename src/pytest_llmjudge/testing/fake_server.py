@@ -42,6 +42,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..metrics.fencing import split_fenced
+
 __all__ = ["FakeJudgeServer", "main"]
 
 Latency = float | Callable[[dict[str, Any]], float]
@@ -89,8 +91,10 @@ def parse_sections(prompt: str, field_names: Iterable[str] = ()) -> dict[str, st
 
     A section runs to the next blank line followed by an UPPERCASE header, or to the end.
     Schema instructions (from ``JSON schema:``) are cut off, and trailing paragraphs of the
-    last section that quote a schema field name (``Give a "reason" ...``) are dropped.
+    last section that quote a schema field name (``Give a "reason" ...``) are dropped. Fenced
+    texts (see :mod:`pytest_llmjudge.metrics.fencing`) are taken whole, whatever they contain.
     """
+    prompt, texts = split_fenced(prompt)
     mark = prompt.find(_SCHEMA_MARK)
     if mark >= 0:
         cut = prompt.rfind("\n\n", 0, mark)
@@ -108,6 +112,8 @@ def parse_sections(prompt: str, field_names: Iterable[str] = ()) -> dict[str, st
             ):
                 paragraphs.pop()
             body = "\n\n".join(paragraphs)
+        for name, text in texts.items():
+            body = body.replace("{" + name + "}", text)
         sections.setdefault(match.group(1).strip(), body.strip())
     return sections
 
