@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmjudge.judges import hf_inference, openai_compat, retry
+from pytest_llmjudge.judges import retry
 from pytest_llmjudge.report.results_file import read_results
 from pytest_llmjudge.testing.fake_server import FakeJudgeServer
 
@@ -128,11 +128,6 @@ def _hermetic(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 def _forget_backend_state() -> None:
     # ports are reused by the OS: a new fake server must not inherit an old one's memory
-    with openai_compat._memory_lock:
-        openai_compat._mode_memory.clear()
-        openai_compat._logprobs_off.clear()
-    with hf_inference._memory_lock:
-        hf_inference._mode_memory.clear()
     with retry._gates_lock:
         retry._gates.clear()
 

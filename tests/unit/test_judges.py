@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from pytest_llmjudge.errors import ConfigError, JudgeError
 from pytest_llmjudge.evaluation import build_request, judge_once, parse_reply
-from pytest_llmjudge.judges import FakeJudge, default_judge_spec, hf_inference, make_judge, openai_compat, retry
+from pytest_llmjudge.judges import FakeJudge, default_judge_spec, make_judge, retry
 from pytest_llmjudge.judges.base import JudgeResponse, Sampling
 from pytest_llmjudge.judges.hf_inference import HFInferenceJudge
 from pytest_llmjudge.judges.openai_compat import OpenAIJudge
@@ -20,6 +22,7 @@ from pytest_llmjudge.judges.parsing import extract_json_object, score_distributi
 from pytest_llmjudge.metrics import get_metric, unfence
 from pytest_llmjudge.metrics.base import MetricInputs
 from pytest_llmjudge.metrics.builtin import CorrectnessVerdict
+from pytest_llmjudge.secrets import redact, redact_url
 from pytest_llmjudge.testing.fake_server import FakeJudgeServer
 
 CORRECTNESS = get_metric("correctness")
@@ -95,9 +98,9 @@ def test_structured_output_ladder_falls_back_and_remembers(server: FakeJudgeServ
     judge.judge(build_request(CORRECTNESS, WRONG))
     kinds = [fmt(b) for b in server.requests]
     assert kinds[0] == first and kinds[1] != first and kinds[2] == kinds[1]
-    # another judge object on the same endpoint and model shares what was learned
+    # the memory is the judge object's own: a new one starts from the strictest mode again
     make(backend, server).judge(build_request(CORRECTNESS, RIGHT))
-    assert fmt(server.requests[3]) == kinds[1]
+    assert fmt(server.requests[3]) == first
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -173,9 +176,7 @@ def test_credentials_are_sent_as_bearer_and_redacted_from_errors(server: FakeJud
     server.reject_formats = set()
     with pytest.raises(JudgeError) as info:
         judge = make(backend, server, max_retries=0)
-        openai_compat._mode_memory[(server.url, "fake")] = 2  # plain text: a 400 is not a fallback
-        hf_inference._mode_memory[(server.root_url, "fake")] = 2
-        judge.judge(build_request(CORRECTNESS, RIGHT))
+        judge.complete([{"role": "user", "content": "hi"}])  # free text: a 400 is not a fallback
     assert secret not in str(info.value) and "***" in str(info.value)
 
 
@@ -343,3 +344,72 @@ def test_score_distribution_from_top_logprobs() -> None:
     assert score_distribution_from_top_logprobs(tokens, top, "missing", range(6)) is None
     top[10] = [("x", 0.0)]
     assert score_distribution_from_top_logprobs(tokens, top, "score", range(6)) is None
+
+
+# -- whole-request timeout, broken responses, credentials in the URL (issue 15 items 6, 7, 14)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_timeout_bounds_the_whole_request_not_each_read(server: FakeJudgeServer, backend: str) -> None:
+    server.drip_s = 0.05  # one byte every 50 ms: each read is quick, the body takes ~20 s
+    judge = make(backend, server, timeout=1.0, max_retries=0)
+    started = time.monotonic()
+    with pytest.raises(JudgeError, match=r"timed out \(--llm-timeout 1 s\)"):
+        judge.judge(build_request(CORRECTNESS, RIGHT))
+    assert time.monotonic() - started < 3.0  # the budget plus a chunk, not the whole drip
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_truncated_body_says_so(server: FakeJudgeServer, backend: str) -> None:
+    server.truncate_next(keep=10)
+    with pytest.raises(JudgeError) as info:
+        make(backend, server, max_retries=0).judge(build_request(CORRECTNESS, RIGHT))
+    message = str(info.value)
+    assert re.search(r"connection closed mid-response after 10 of \d+ bytes", message), message
+    assert "cannot connect" not in message
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_dropped_connection_says_so(server: FakeJudgeServer, backend: str) -> None:
+    server.drop_next()
+    with pytest.raises(JudgeError, match="closed the connection without a response") as info:
+        make(backend, server, max_retries=0).judge(build_request(CORRECTNESS, RIGHT))
+    assert "cannot connect" not in str(info.value)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_broken_responses_are_retried(server: FakeJudgeServer, backend: str) -> None:
+    server.drop_next()
+    server.truncate_next(keep=5)
+    make(backend, server, max_retries=2).judge(build_request(CORRECTNESS, RIGHT))
+    assert server.request_count == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("fault", ["refused", "truncated", "dropped", "status"])
+def test_url_credentials_never_appear_in_errors(server: FakeJudgeServer, backend: str, fault: str) -> None:
+    port = server.port
+    if fault == "refused":
+        server.stop()
+    elif fault == "truncated":
+        server.truncate_next(keep=3)
+    elif fault == "dropped":
+        server.drop_next()
+    else:
+        server.fail_next(404, body="not found")
+    path = "/v1" if backend == "openai" else ""
+    url = f"http://user:PW-s3cr3t@127.0.0.1:{port}{path}?key=QS-s3cr3t"
+    judge = OpenAIJudge("fake", base_url=url, max_retries=0) if backend == "openai" else \
+        HFInferenceJudge("fake", base_url=url, max_retries=0)
+    assert "s3cr3t" not in judge.endpoint + judge.name
+    with pytest.raises(JudgeError) as info:
+        judge.complete([{"role": "user", "content": "hi"}])
+    assert "s3cr3t" not in str(info.value) and "s3cr3t" not in repr(info.value)
+
+
+def test_redact_removes_url_credentials_from_any_text() -> None:
+    text = ("cannot connect to http://user:PW@host:8/v1?key=QS&x=1 (HTTPConnectionPool(host='host', "
+            "port=8): Max retries exceeded with url: /v1/chat/completions?key=QS)")
+    out = redact(text)
+    assert "PW" not in out and "QS" not in out
+    assert "http://***@host:8/v1?key=***&x=***" in out and "/v1/chat/completions?key=***" in out
+    assert redact("a plain sentence? yes.") == "a plain sentence? yes."
+    assert redact_url("https://u:p@h/v1?token=abc") == "https://***@h/v1?token=***"

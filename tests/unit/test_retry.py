@@ -1,4 +1,5 @@
-"""Retries: backoff, Retry-After, bounded attempts, the shared per-endpoint gate and budget."""
+"""Retries: backoff, Retry-After, bounded attempts, the per-endpoint gate (in-flight bound,
+adaptive concurrency) and the retry budget that scales with the work."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from pytest_llmjudge.judges import retry
 from pytest_llmjudge.judges.openai_compat import OpenAIJudge
 from pytest_llmjudge.judges.retry import (
     MAX_DELAY_S,
+    EndpointGate,
     Failure,
-    RetryGate,
     backoff_delay,
+    budget_exhausted_endpoints,
     call_with_retries,
     gate_for,
 )
@@ -49,7 +51,7 @@ def failing(times: int, *, retryable: bool = True, retry_after: float | None = N
 def test_success_after_retries() -> None:
     fn, classify, calls = failing(2)
     slept: list[float] = []
-    assert call_with_retries(fn, classify, gate=RetryGate(), max_retries=4, judge="j", sleep=slept.append) == "ok"
+    assert call_with_retries(fn, classify, gate=EndpointGate(), max_retries=4, judge="j", sleep=slept.append) == "ok"
     assert len(calls) == 3 and len(slept) == 2
 
 
@@ -57,7 +59,7 @@ def test_success_after_retries() -> None:
 def test_attempts_are_bounded(max_retries: int) -> None:
     fn, classify, calls = failing(100)
     with pytest.raises(JudgeError) as info:
-        call_with_retries(fn, classify, gate=RetryGate(), max_retries=max_retries, judge="openai:m",
+        call_with_retries(fn, classify, gate=EndpointGate(), max_retries=max_retries, judge="openai:m",
                           sleep=lambda s: None)
     assert len(calls) == max_retries + 1
     message = str(info.value)
@@ -70,7 +72,7 @@ def test_attempts_are_bounded(max_retries: int) -> None:
 def test_non_retryable_fails_at_once() -> None:
     fn, classify, calls = failing(100, retryable=False)
     with pytest.raises(JudgeError, match="boom: failure 1$"):
-        call_with_retries(fn, classify, gate=RetryGate(), max_retries=4, judge="j", sleep=lambda s: None)
+        call_with_retries(fn, classify, gate=EndpointGate(), max_retries=4, judge="j", sleep=lambda s: None)
     assert len(calls) == 1
 
 
@@ -79,7 +81,7 @@ def test_foreign_exceptions_propagate_unchanged() -> None:
         raise KeyError("not ours")
 
     with pytest.raises(KeyError):
-        call_with_retries(fn, lambda exc: None, gate=RetryGate(), max_retries=4, judge="j")
+        call_with_retries(fn, lambda exc: None, gate=EndpointGate(), max_retries=4, judge="j")
 
 
 def test_backoff_delay() -> None:
@@ -94,96 +96,160 @@ def test_backoff_delay() -> None:
         assert len(set(delays)) > 1  # jitter
 
 
-def test_retry_after_pauses_the_gate_instead_of_sleeping() -> None:
-    gate = RetryGate()
-    fn, classify, calls = failing(1, retry_after=0.05)
+def rate_limited(times: int, retry_after: float | None = 0.5):
+    """fn, classify and a call log: fn is rate limited ``times`` times, then returns "ok"."""
+    fn, _classify, calls = failing(times)
+
+    def classify(exc: Exception) -> Failure | None:
+        return Failure(True, "rate limited (429)", retry_after, rate_limited=True) if isinstance(exc, Boom) else None
+
+    return fn, classify, calls
+
+
+def test_a_429_waits_its_retry_after_without_spending_retries_or_budget() -> None:
+    gate = EndpointGate(budget_base=0, budget_per_call=0)
+    fn, classify, calls = rate_limited(7, retry_after=0.5)
     slept: list[float] = []
-    assert call_with_retries(fn, classify, gate=gate, max_retries=2, judge="j", sleep=slept.append) == "ok"
-    assert slept == []  # the pause is the gate's, so every caller honours it
-    assert calls[1] >= gate._paused_until
+    # max_retries=0 and no budget at all: rate limits are not failures
+    assert call_with_retries(fn, classify, gate=gate, max_retries=0, judge="j", sleep=slept.append) == "ok"
+    assert len(calls) == 8 and slept == [0.5] * 7
+    assert gate.rate_limited == 7 and gate.budget_refusals == 0
 
 
-def test_a_rate_limit_pauses_every_caller_of_the_endpoint() -> None:
-    paused = threading.Event()
-
-    class Gate(RetryGate):
-        def pause(self, seconds: float) -> None:
-            super().pause(seconds)
-            paused.set()
-
-    gate = Gate()
-    sent: dict[str, float] = {}
-
-    def first() -> str:
-        if "a" not in sent:
-            sent["a"] = time.monotonic()
-            raise Boom("429")
-        return "a-ok"
-
-    def classify(exc: Exception) -> Failure:
-        return Failure(True, "rate limited", retry_after=0.2)
-
-    def second() -> str:
-        sent["b"] = time.monotonic()
-        return "b-ok"
-
-    results: dict[str, str] = {}
-    a = threading.Thread(target=lambda: results.update(a=call_with_retries(first, classify, gate=gate,
-                                                                           max_retries=2, judge="j")))
-    a.start()
-    assert paused.wait(10)
-    paused_until = gate._paused_until
-    # a caller that had nothing to do with the 429 still waits for the pause to end
-    results["b"] = call_with_retries(second, classify, gate=gate, max_retries=2, judge="j")
-    a.join(10)
-    assert results == {"a": "a-ok", "b": "b-ok"}
-    assert sent["b"] >= paused_until > sent["a"]
+def test_a_429_without_retry_after_backs_off_exponentially() -> None:
+    fn, classify, _calls = rate_limited(3, retry_after=None)
+    slept: list[float] = []
+    call_with_retries(fn, classify, gate=EndpointGate(), max_retries=0, judge="j", sleep=slept.append)
+    assert len(slept) == 3 and all(0 <= d <= retry.BASE_DELAY_S * 2**i for i, d in enumerate(slept))
 
 
-def test_retry_budget_is_shared_and_bounded() -> None:
-    gate = RetryGate(budget=3)
-    for _ in range(3):
-        fn, classify, _calls = failing(1)
-        call_with_retries(fn, classify, gate=gate, max_retries=5, judge="j", sleep=lambda s: None)
-    fn, classify, calls = failing(1)
+def test_rate_limit_patience_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(retry, "RATE_LIMIT_PATIENCE_S", 2.0)
+    fn, classify, calls = rate_limited(100, retry_after=0.5)
+    with pytest.raises(JudgeError, match=r"still rate limited after 5 attempts over 2 s"):
+        call_with_retries(fn, classify, gate=EndpointGate(), max_retries=4, judge="j", sleep=lambda s: None)
+    assert len(calls) == 5
+
+
+def test_the_limit_halves_once_per_round_and_grows_back() -> None:
+    gate = EndpointGate(max_in_flight=16)
+    rounds = [gate.acquire() for _ in range(8)]
+    for sent_in in rounds:  # eight 429s from requests sent at the same limit: one decrease
+        gate.release()
+        gate.backoff(sent_in)
+    assert gate.limit == 8
+    gate.backoff(gate.acquire())  # a request sent after the cut: a second decrease
+    gate.release()
+    assert gate.limit == 4 and gate.lowest_limit == 4
+    for _ in range(200):  # additive increase, capped at the maximum
+        gate.succeeded()
+    assert gate.limit == 16
+    for _ in range(10):
+        gate.backoff(gate.acquire())
+        gate.release()
+    assert gate.limit == 1  # never below one
+
+
+def test_the_gate_bounds_requests_in_flight_across_threads() -> None:
+    gate = EndpointGate(max_in_flight=3)
+    running = [0]
+    peak = [0]
+    lock = threading.Lock()
+
+    def fn() -> str:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.01)
+        with lock:
+            running[0] -= 1
+        return "ok"
+
+    threads = [threading.Thread(target=call_with_retries, args=(fn, lambda exc: None),
+                                kwargs={"gate": gate, "max_retries": 0, "judge": "j"}) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert peak[0] == 3 and gate.in_flight == 0
+
+
+def test_retry_budget_scales_with_the_work() -> None:
+    gate = EndpointGate("http://h/v1", budget_base=2, budget_per_call=2)
+    for _ in range(50):  # every call failing twice: within 2 per call
+        fn, classify, _calls = failing(2)
+        assert call_with_retries(fn, classify, gate=gate, max_retries=4, judge="j", sleep=lambda s: None) == "ok"
+    # a dead server: each call spends its 2 + what is left, then the budget refuses
+    refused = 0
+    for _ in range(10):
+        fn, classify, _calls = failing(100)
+        with pytest.raises(JudgeError) as info:
+            call_with_retries(fn, classify, gate=gate, max_retries=4, judge="j", sleep=lambda s: None)
+        refused += "retry budget is exhausted" in str(info.value)
+    assert refused >= 8 and gate.budget_refusals == refused
+
+
+def test_exhausted_budgets_are_reported_per_endpoint() -> None:
+    gate = gate_for("http://127.0.0.1:1/v1")
+    gate._budget = 0
+    fn, classify, _calls = failing(100)
     with pytest.raises(JudgeError, match="retry budget is exhausted"):
-        call_with_retries(fn, classify, gate=gate, max_retries=5, judge="j", sleep=lambda s: None)
-    assert len(calls) == 1
-    for _ in range(10):  # successes earn it back, a tenth at a time
-        gate.earn()
-    assert gate.spend() and not gate.spend()
+        call_with_retries(fn, classify, gate=gate, max_retries=4, judge="j", sleep=lambda s: None)
+    assert budget_exhausted_endpoints() == {"http://127.0.0.1:1/v1": 1}
 
 
 def test_gate_for_is_one_gate_per_endpoint() -> None:
     assert gate_for("http://a/v1") is gate_for("http://a/v1")
     assert gate_for("http://a/v1") is not gate_for("http://b/v1")
+    assert gate_for("http://a/v1", 32).max_in_flight == 32  # a judge wanting more raises it
 
 
 # -- against the fake server with the real openai client ---------------------------
-def request():
+def request(i: int = 0):
     metric = get_metric("correctness")
-    return build_request(metric, MetricInputs(output="Paris.", input="Capital?", expected="Paris."))
+    return build_request(metric, MetricInputs(output=f"Paris ({i}).", input="Capital?", expected="Paris."))
 
 
-def test_429_storm_backs_everyone_off_and_everyone_succeeds() -> None:
-    with FakeJudgeServer(latency=0.01) as server:
-        judge = OpenAIJudge("fake", base_url=server.url, max_retries=4, timeout=10)
-        server.fail_next(429, 8, retry_after=0.05)
-        errors: list[BaseException] = []
+def run_threads(judge: OpenAIJudge, n: int, threads: int = 16) -> list[BaseException]:
+    errors: list[BaseException] = []
+    pending = list(range(n))
+    lock = threading.Lock()
 
-        def call() -> None:
+    def worker() -> None:
+        while True:
+            with lock:
+                if not pending:
+                    return
+                i = pending.pop()
             try:
-                judge.judge(request())
+                judge.judge(request(i))
             except BaseException as exc:  # noqa: BLE001
                 errors.append(exc)
 
-        threads = [threading.Thread(target=call) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(30)
-        assert errors == []
-        assert server.request_count == 16  # each 429 cost exactly one more request
+    workers = [threading.Thread(target=worker) for _ in range(threads)]
+    for worker_thread in workers:
+        worker_thread.start()
+    for worker_thread in workers:
+        worker_thread.join(120)
+    return errors
+
+
+def test_a_rate_limited_server_loses_no_verdict() -> None:
+    """The issue's case, scaled down: 20 req/s allowed, 429 + Retry-After beyond, 16 threads."""
+    with FakeJudgeServer(latency=0.02) as server:
+        server.rate_limit(20, retry_after=0.5)
+        judge = OpenAIJudge("fake", base_url=server.url, max_retries=4, timeout=10)
+        assert run_threads(judge, 60) == []
+        assert server.rate_limited > 0 and judge.gate.limit < 16  # it did back off
+        judge.close()
+
+
+def test_a_server_failing_every_request_twice_loses_no_verdict() -> None:
+    with FakeJudgeServer(latency=0.0) as server:
+        server.fail_each(500, 2)
+        judge = OpenAIJudge("fake", base_url=server.url, max_retries=4, timeout=10)
+        assert run_threads(judge, 40) == []
+        assert server.request_count == 120
         judge.close()
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Judge, JudgeRequest, JudgeResponse, Sampling
 from .fake import FakeJudge
+from .retry import DEFAULT_MAX_IN_FLIGHT
 
 BACKENDS = ("openai", "hf", "local")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
@@ -32,17 +33,20 @@ def make_judge(spec: str, **options: Any) -> Judge:
     base_url = options.get("base_url")
     timeout = float(options.get("timeout", 60.0))
     max_retries = int(options.get("max_retries", 4))
+    # requests in flight per endpoint before a 429 lowers it (the run's --llm-concurrency)
+    max_in_flight = int(options.get("concurrency") or DEFAULT_MAX_IN_FLIGHT)
     if backend == "openai":
         from .openai_compat import OpenAIJudge
 
         return OpenAIJudge(
             model, base_url=base_url, timeout=timeout, max_retries=max_retries,
-            require_key=bool(options.get("require_key", True)),
+            require_key=bool(options.get("require_key", True)), max_in_flight=max_in_flight,
         )
     if backend == "hf":
         from .hf_inference import HFInferenceJudge
 
-        return HFInferenceJudge(model, base_url=base_url, timeout=timeout, max_retries=max_retries)
+        return HFInferenceJudge(model, base_url=base_url, timeout=timeout, max_retries=max_retries,
+                                max_in_flight=max_in_flight)
     if backend == "local":
         from .local_transformers import make_local_judge
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,6 +24,12 @@ class Sampling:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+class FreeText(BaseModel):
+    """The schema a request carries when :meth:`Judge.complete` asked for free text."""
+
+    text: str
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,12 @@ class JudgeResponse:
     score_distribution: dict[int, float] | None = None
     #: the validated instance, when the backend already parsed it (constrained decoding)
     parsed: BaseModel | None = None
+    #: why generation stopped ("stop", "length"), when the backend says
+    finish_reason: str | None = None
+
+
+#: the default sampling of a call (greedy)
+DEFAULT_SAMPLING = Sampling()
 
 
 @runtime_checkable
@@ -63,12 +76,25 @@ class Judge(Protocol):
     ``name`` is ``backend:model``; ``endpoint`` is the host it talks to (part of the cache key,
     never a credential). Backends raise :class:`~pytest_llmjudge.errors.JudgeError` when they
     cannot answer after their retries.
+
+    :meth:`complete` is the general call that generation and augmentation use: a free-text
+    reply when ``schema`` is None, else a reply that validates against ``schema`` (with the
+    backend's structured-output fallbacks). :meth:`judge` is a verdict request (it may also
+    report the score token's probabilities).
     """
 
     name: str
     endpoint: str
 
     def judge(self, request: JudgeRequest) -> JudgeResponse: ...
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        schema: type[BaseModel] | None = None,
+    ) -> JudgeResponse: ...
 
 
 @functools.lru_cache(maxsize=256)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
-from .base import JudgeRequest, JudgeResponse
+from .base import DEFAULT_SAMPLING, FreeText, JudgeRequest, JudgeResponse, Message, Sampling
 
 Handler = Callable[[JudgeRequest], "str | dict[str, Any] | BaseModel"]
 
@@ -31,6 +31,24 @@ class FakeJudge:
         self.latency_s = latency_s
         self.calls: list[JudgeRequest] = []
         self._lock = threading.Lock()
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        schema: type[BaseModel] | None = None,
+    ) -> JudgeResponse:
+        """The handler's reply to ``messages``; for free text (``schema`` None) the request
+        carries :class:`FreeText` and a dict or model reply gives its ``text``."""
+        request = JudgeRequest(messages=tuple(messages), schema=schema or FreeText, sampling=sampling)
+        response = self.judge(request)
+        if schema is None and response.text.lstrip().startswith("{"):
+            try:
+                response.text = FreeText.model_validate_json(response.text).text
+            except ValueError:
+                pass
+        return response
 
     def judge(self, request: JudgeRequest) -> JudgeResponse:
         with self._lock:

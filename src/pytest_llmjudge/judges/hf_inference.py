@@ -2,141 +2,94 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import threading
-import time
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..errors import JudgeError
 from ..heap import import_heavy
 from ..secrets import redact
-from .base import JudgeRequest, JudgeResponse, with_schema_in_prompt
-from .parsing import score_distribution_from_top_logprobs
-from .retry import Failure, FormatRejected, call_with_retries, classify_status, gate_for
+from .base import Message, schema_of
+from .chat import ChatCompletionsJudge
+from .deadline import RequestDeadlineExceeded, hf_deadline
+from .retry import DEFAULT_MAX_IN_FLIGHT, Failure, classify_status
 
-#: TGI's grammar form, the OpenAI-style json_schema form, then plain text
-MODES = ("grammar", "json_schema", "text")
 DEFAULT_MAX_TOKENS = 1024  # huggingface_hub's default (100) cuts verdicts short
 
-_mode_memory: dict[tuple[str, str], int] = {}
-_memory_lock = threading.Lock()
 
+class HFInferenceJudge(ChatCompletionsJudge):
+    """A judge on the HF Inference API (``model`` is a repo id) or a TGI endpoint (``base_url``).
 
-class HFInferenceJudge:
-    """A judge on the HF Inference API (``model`` is a repo id) or a TGI endpoint (``base_url``)."""
+    Structured output: TGI's grammar form, the OpenAI-style ``json_schema`` form, then the
+    schema in the prompt. A TGI endpoint starts with the grammar, the hosted API with json_schema.
+    """
+
+    modes = ("grammar", "json_schema", "text")
+    native_modes = frozenset({"grammar", "json_schema"})
 
     def __init__(
-        self, model: str, *, base_url: str | None = None, timeout: float = 60.0, max_retries: int = 4
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 4,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
-        InferenceClient = import_heavy("huggingface_hub").InferenceClient
-
+        hub = import_heavy("huggingface_hub")
         token = os.environ.get("HF_TOKEN") or None
-        self.model = model
-        self.name = f"hf:{model}"
         self.base_url = base_url
         target = base_url or f"https://router.huggingface.co/{model}"
-        self.endpoint = urlsplit(target).netloc or target
-        self.max_retries = max_retries
-        self._gate = gate_for(target)
-        self._key = (target, model)
-        # a TGI endpoint speaks its grammar form first; the hosted API the json_schema form
-        self._first_mode = 0 if base_url else 1
+        super().__init__(backend="hf", model=model, url=target, timeout=timeout, max_retries=max_retries,
+                         max_in_flight=max_in_flight, first_mode=0 if base_url else 1)
         if base_url:
-            self._client = InferenceClient(base_url=base_url, token=token, timeout=timeout)
+            self._client = hub.InferenceClient(base_url=base_url, token=token, timeout=timeout)
         else:
-            self._client = InferenceClient(model=model, token=token, timeout=timeout)
+            self._client = hub.InferenceClient(model=model, token=token, timeout=timeout)
 
-    def judge(self, request: JudgeRequest) -> JudgeResponse:
-        while True:
-            with _memory_lock:
-                mode = _mode_memory.get(self._key, self._first_mode)
-            try:
-                return self._call(request, MODES[mode])
-            except FormatRejected as rejected:
-                with _memory_lock:
-                    if mode + 1 >= len(MODES):
-                        raise JudgeError(f"{self.name}: {rejected}", judge=self.name) from None
-                    _mode_memory[self._key] = max(_mode_memory.get(self._key, 0), mode + 1)
+    def _response_format(self, mode: str, schema: Any) -> dict[str, Any] | None:
+        if mode == "grammar":
+            return {"type": "json", "value": schema_of(schema)}
+        return super()._response_format(mode, schema)
 
-    def _call(self, request: JudgeRequest, mode: str) -> JudgeResponse:
-        schema = request.schema_json()
-        kwargs: dict[str, Any] = {
-            "temperature": request.sampling.temperature,
-            "max_tokens": request.sampling.max_tokens or DEFAULT_MAX_TOKENS,
-        }
+    def _send(self, messages: list[Message], params: dict[str, Any]) -> dict[str, Any]:
+        kwargs = dict(params)
+        kwargs.setdefault("max_tokens", DEFAULT_MAX_TOKENS)
+        if "top_logprobs" in kwargs:
+            kwargs["top_logprobs"] = min(5, kwargs["top_logprobs"])
         if self.base_url:
             kwargs["model"] = self.model
-        if request.sampling.top_p is not None:
-            kwargs["top_p"] = request.sampling.top_p
-        if request.sampling.seed is not None:
-            kwargs["seed"] = request.sampling.seed
-        if request.score_field:
-            kwargs["logprobs"] = True
-            kwargs["top_logprobs"] = 5
-        messages: list[dict[str, str]] = [dict(m) for m in request.messages]
-        if mode == "grammar":
-            kwargs["response_format"] = {"type": "json", "value": schema}
-        elif mode == "json_schema":
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": request.schema.__name__, "schema": schema, "strict": False},
-            }
-        else:
-            messages = with_schema_in_prompt(request.messages, request.schema)
-        started = time.perf_counter()
-        output = call_with_retries(
-            lambda: self._client.chat_completion(messages, **kwargs),
-            lambda exc: self._classify(exc, mode),
-            gate=self._gate,
-            max_retries=self.max_retries,
-            judge=self.name,
-        )
-        latency = time.perf_counter() - started
-        try:
-            choice = output.choices[0]
-            text = choice.message.content or ""
-        except (AttributeError, IndexError, TypeError):
-            raise JudgeError(f"{self.name}: the reply is not a chat completion", judge=self.name) from None
-        if not text:
-            raise JudgeError(f"{self.name}: empty reply", judge=self.name)
-        usage = {}
-        if getattr(output, "usage", None) is not None:
-            usage = {
-                "prompt_tokens": int(output.usage.prompt_tokens or 0),
-                "completion_tokens": int(output.usage.completion_tokens or 0),
-                "total_tokens": int(output.usage.total_tokens or 0),
-            }
-        distribution = None
-        content = getattr(getattr(choice, "logprobs", None), "content", None)
-        if request.score_field and content:
-            distribution = score_distribution_from_top_logprobs(
-                [t.token for t in content],
-                [[(a.token, a.logprob) for a in (t.top_logprobs or [])] or [(t.token, t.logprob)]
-                 for t in content],
-                request.score_field,
-                request.score_values,
-            )
-        return JudgeResponse(text=text, usage=usage, latency_s=latency, score_distribution=distribution)
+        with hf_deadline(self.timeout):
+            output = self._client.chat_completion(messages, **kwargs)
+        return _as_dict(output)
 
-    def _classify(self, exc: Exception, mode: str) -> Failure | None:
+    def _classify(self, exc: Exception, mode: str, logprobs: bool) -> Failure | None:
         from huggingface_hub.errors import InferenceTimeoutError
 
-        if isinstance(exc, InferenceTimeoutError) or "timeout" in type(exc).__name__.lower():
-            return Failure(True, "the request timed out")
+        if isinstance(exc, (InferenceTimeoutError, RequestDeadlineExceeded)) or "timeout" in type(exc).__name__.lower():
+            return Failure(True, f"the request timed out (--llm-timeout {self.timeout:g} s)")
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
-        if status is None:
-            if "connection" in type(exc).__name__.lower():
-                return Failure(True, f"cannot connect to {self.endpoint}")
+        if response is None or status is None:
+            if isinstance(exc, (ConnectionError, OSError)) or "connection" in type(exc).__name__.lower() \
+                    or "protocol" in type(exc).__name__.lower():
+                return self._connection_failure(exc)
             if isinstance(exc, ValueError):  # a body that is not JSON
                 return Failure(True, f"malformed reply from the server: {redact(str(exc))[:200]}")
             return None
         return classify_status(
-            status, redact(_body_text(response)), mode=mode,
+            status, redact(_body_text(response)), mode=mode, logprobs=logprobs,
             retry_after=response.headers.get("retry-after"),
             auth_hint="check HF_TOKEN in the environment",
         )
+
+
+def _as_dict(output: Any) -> dict[str, Any]:
+    """huggingface_hub's output dataclasses as plain dicts (they are dict subclasses before 1.0)."""
+    if isinstance(output, dict):
+        return dict(output)
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        return dataclasses.asdict(output)
+    raise ValueError(f"the reply is not a chat completion: {type(output).__name__}")
 
 
 def _body_text(response: Any) -> str:

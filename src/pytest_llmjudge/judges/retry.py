@@ -1,8 +1,19 @@
-"""Retries with exponential backoff and jitter, shared by every request to one endpoint.
+"""Retries and adaptive concurrency, shared by every request to one endpoint.
 
-All requests to an endpoint share a :class:`RetryGate`: a 429 with ``Retry-After`` pauses
-every caller until then (a rate-limit storm backs everyone off instead of hammering), and a
-retry budget caps how many retries the endpoint may spend beyond its successes.
+Every request to an endpoint goes through its :class:`EndpointGate`:
+
+* **in-flight bound** — at most ``limit`` requests at once, whatever the number of threads
+  calling (test cases run concurrently, each may judge several metrics);
+* **adaptive limit** (AIMD, as promptfoo does) — a 429 halves the limit (once per round of
+  requests sent at the old limit), each success grows it back by ``1/limit`` up to the maximum;
+* **rate limits are not failures** — a 429 waits its ``Retry-After`` (or an exponential
+  backoff) and is retried without spending the request's ``max_retries`` or the retry
+  budget, for up to :data:`RATE_LIMIT_PATIENCE_S` of waiting per request;
+* **retry budget for failures** (5xx, timeouts, dropped connections) that scales with the
+  work: :data:`BUDGET_BASE` retries up front plus :data:`BUDGET_PER_CALL` per judge call
+  started, so a server failing every request twice loses nothing while a dead one is not
+  hammered with ``max_retries`` retries per call. When it runs out the error says so and
+  :func:`budget_exhausted_endpoints` names the endpoint for the run's summary.
 """
 
 from __future__ import annotations
@@ -19,11 +30,16 @@ from ..errors import JudgeError
 T = TypeVar("T")
 
 DEFAULT_MAX_RETRIES = 4
+#: requests in flight per endpoint before any 429 is seen
+DEFAULT_MAX_IN_FLIGHT = 16
 BASE_DELAY_S = 0.5
 MAX_DELAY_S = 30.0
-#: retries an endpoint may spend up front; every success earns back a tenth of one
-RETRY_BUDGET = 20.0
-
+#: retries of failures an endpoint may spend up front ...
+BUDGET_BASE = 20.0
+#: ... plus this many per judge call started (the budget scales with the work)
+BUDGET_PER_CALL = 2.0
+#: how long one request keeps waiting out 429s before it becomes a judge error
+RATE_LIMIT_PATIENCE_S = 300.0
 
 #: words in an error body that say the server refused the structured-output request
 FORMAT_WORDS = ("response_format", "json_schema", "json schema", "grammar", "schema")
@@ -40,54 +56,119 @@ class Failure:
     retryable: bool
     message: str
     retry_after: float | None = None
+    #: a 429: waited out and retried without spending max_retries or the budget
+    rate_limited: bool = False
 
 
-class RetryGate:
-    """Backoff state shared by all requests to one endpoint."""
+class EndpointGate:
+    """In-flight limit, adaptive concurrency and retry budget of one endpoint (thread-safe)."""
 
-    def __init__(self, budget: float = RETRY_BUDGET) -> None:
-        self._lock = threading.Lock()
-        self._paused_until = 0.0
-        self._budget = budget
-        self._budget_max = budget
+    def __init__(
+        self,
+        endpoint: str = "",
+        *,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        budget_base: float = BUDGET_BASE,
+        budget_per_call: float = BUDGET_PER_CALL,
+    ) -> None:
+        self.endpoint = endpoint
+        self.max_in_flight = max(1, max_in_flight)
+        self._cond = threading.Condition()
+        self._limit = float(self.max_in_flight)
+        self._in_flight = 0
+        self._round = 0  # bumped by each decrease: one decrease per round of requests
+        self._budget = budget_base
+        self._budget_per_call = budget_per_call
+        #: retries refused because the budget ran out
+        self.budget_refusals = 0
+        #: 429s seen, and the lowest limit they drove the gate to
+        self.rate_limited = 0
+        self.lowest_limit = self.max_in_flight
 
-    def wait(self) -> None:
-        """Sleep while the endpoint is paused by a rate limit."""
-        while True:
-            with self._lock:
-                delay = self._paused_until - time.monotonic()
-            if delay <= 0:
-                return
-            time.sleep(min(delay, 1.0))
+    @property
+    def limit(self) -> int:
+        with self._cond:
+            return int(self._limit)
 
-    def pause(self, seconds: float) -> None:
-        with self._lock:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+    @property
+    def in_flight(self) -> int:
+        with self._cond:
+            return self._in_flight
+
+    def raise_max(self, max_in_flight: int) -> None:
+        """Allow up to ``max_in_flight`` (a second judge on the endpoint with a higher one)."""
+        with self._cond:
+            if max_in_flight > self.max_in_flight:
+                self._limit += max_in_flight - self.max_in_flight
+                self.max_in_flight = max_in_flight
+                self._cond.notify_all()
+
+    # -- slots
+    def acquire(self) -> int:
+        """Wait for a free slot; returns the round the request is sent in."""
+        with self._cond:
+            while self._in_flight >= int(self._limit):
+                self._cond.wait()
+            self._in_flight += 1
+            return self._round
+
+    def release(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify()
+
+    def succeeded(self) -> None:
+        """Additive increase: ``1/limit`` per success, about one slot per round."""
+        with self._cond:
+            before = int(self._limit)
+            self._limit = min(float(self.max_in_flight), self._limit + 1.0 / self._limit)
+            if int(self._limit) > before:
+                self._cond.notify_all()
+
+    def backoff(self, sent_in_round: int) -> None:
+        """Multiplicative decrease on a 429, once for all requests sent in the same round."""
+        with self._cond:
+            self.rate_limited += 1
+            if sent_in_round == self._round:
+                self._limit = max(1.0, self._limit / 2)
+                self._round += 1
+                self.lowest_limit = min(self.lowest_limit, int(self._limit))
+
+    # -- failure budget
+    def begin_call(self) -> None:
+        with self._cond:
+            self._budget += self._budget_per_call
 
     def spend(self) -> bool:
-        """Take one retry from the budget; False when the budget is exhausted."""
-        with self._lock:
+        """Take one retry from the budget; False (and counted) when it is exhausted."""
+        with self._cond:
             if self._budget < 1.0:
+                self.budget_refusals += 1
                 return False
             self._budget -= 1.0
             return True
 
-    def earn(self) -> None:
-        with self._lock:
-            self._budget = min(self._budget_max, self._budget + 0.1)
 
-
-_gates: dict[str, RetryGate] = {}
+_gates: dict[str, EndpointGate] = {}
 _gates_lock = threading.Lock()
 
 
-def gate_for(endpoint: str) -> RetryGate:
-    """The process-wide gate of an endpoint."""
+def gate_for(endpoint: str, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> EndpointGate:
+    """The process-wide gate of an endpoint (pass a credential-free key: it is shown)."""
     with _gates_lock:
         gate = _gates.get(endpoint)
         if gate is None:
-            gate = _gates[endpoint] = RetryGate()
+            gate = _gates[endpoint] = EndpointGate(endpoint, max_in_flight=max_in_flight)
+        else:
+            gate.raise_max(max_in_flight)
         return gate
+
+
+def budget_exhausted_endpoints() -> dict[str, int]:
+    """``{endpoint: retries refused}`` for each endpoint whose retry budget ran out."""
+    with _gates_lock:
+        gates = list(_gates.values())
+    return {gate.endpoint: gate.budget_refusals for gate in gates if gate.budget_refusals}
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
@@ -101,41 +182,58 @@ def call_with_retries(
     fn: Callable[[], T],
     classify: Callable[[Exception], Failure | None],
     *,
-    gate: RetryGate,
+    gate: EndpointGate,
     max_retries: int,
     judge: str,
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
-    """Call ``fn``; retry the failures ``classify`` marks retryable, then raise JudgeError.
+    """Call ``fn`` in one of the gate's slots; retry what ``classify`` marks retryable.
 
     ``classify`` returns None for exceptions that are not the backend's (they propagate).
+    Failures raise :class:`JudgeError` after ``max_retries`` retries or when the endpoint's
+    budget is spent; 429s are waited out without counting (see the module docstring).
     """
+    gate.begin_call()
     attempt = 0
+    limited = 0
+    waited = 0.0
     while True:
-        gate.wait()
+        sent_in = gate.acquire()
         try:
             result = fn()
-        except Exception as exc:  # classified below
+        except Exception as exc:
+            gate.release()
             failure = classify(exc)
             if failure is None:
                 raise
+            if failure.rate_limited:
+                gate.backoff(sent_in)
+                delay = backoff_delay(limited, failure.retry_after)
+                if waited + delay > RATE_LIMIT_PATIENCE_S:
+                    raise JudgeError(
+                        f"{judge}: {failure.message}; still rate limited after {limited + 1} "
+                        f"attempts over {waited:.0f} s",
+                        judge=judge,
+                    ) from None
+                sleep(delay)
+                waited += delay
+                limited += 1
+                continue
             if not failure.retryable or attempt >= max_retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise JudgeError(f"{judge}: {failure.message}{tries}", judge=judge) from None
             if not gate.spend():
                 raise JudgeError(
                     f"{judge}: {failure.message}; the endpoint's retry budget is exhausted "
-                    "(too many failures in this run)",
+                    f"({BUDGET_BASE:.0f} + {BUDGET_PER_CALL:g} per judge call: the server fails "
+                    "more often than that)",
                     judge=judge,
                 ) from None
-            delay = backoff_delay(attempt, failure.retry_after)
-            if failure.retry_after is not None:
-                gate.pause(delay)
-            else:
-                sleep(delay)
+            sleep(backoff_delay(attempt, failure.retry_after))
             attempt += 1
             continue
-        gate.earn()
+        gate.release()
+        gate.succeeded()
         return result
 
 
@@ -148,7 +246,7 @@ def classify_status(
     (a 400/415/422, or a 5xx that names the format, as llama.cpp answers) or the logprobs.
     """
     if status == 429:
-        return Failure(True, f"rate limited (429): {body}", _seconds(retry_after))
+        return Failure(True, f"rate limited (429): {body}", _seconds(retry_after), rate_limited=True)
     lowered = body.lower()
     names_format = any(word in lowered for word in FORMAT_WORDS)
     names_logprobs = logprobs and "logprob" in lowered
@@ -156,7 +254,7 @@ def classify_status(
     if refused and (mode != "text" or names_logprobs) and (names_format or names_logprobs or status < 500):
         raise FormatRejected(f"{status}: {body}")
     if status >= 500:
-        return Failure(True, f"server error {status}: {body}")
+        return Failure(True, f"server error {status}: {body}", _seconds(retry_after))
     if status in (401, 403):
         return Failure(False, f"authentication failed ({status}); {auth_hint}")
     return Failure(False, f"request rejected ({status}): {body}")

@@ -49,15 +49,10 @@ __all__ = ["FakeJudgeServer", "main"]
 Latency = float | Callable[[dict[str, Any]], float]
 
 _STOPWORDS = frozenset(
-    """a an the is are was were be been being am of in on at to for and or nor but it its
-    this that these those with as by from what which who whom whose when where how why do
-    does did i you he she they we me him her them us my your his their our so than then
-    there here if into about can could would should will shall may might must has have had
-    also just very any some all each such no yes please answer response reply question
-    mention mentions include includes""".split()
+    ["a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "am", "of", "in", "on", "at", "to", "for", "and", "or", "nor", "but", "it", "its", "this", "that", "these", "those", "with", "as", "by", "from", "what", "which", "who", "whom", "whose", "when", "where", "how", "why", "do", "does", "did", "i", "you", "he", "she", "they", "we", "me", "him", "her", "them", "us", "my", "your", "his", "their", "our", "so", "than", "then", "there", "here", "if", "into", "about", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "has", "have", "had", "also", "just", "very", "any", "some", "all", "each", "such", "no", "yes", "please", "answer", "response", "reply", "question", "mention", "mentions", "include", "includes"]
 )
 _TOXIC_WORDS = frozenset(
-    "idiot idiots idiotic stupid hate hates hated hateful moron morons moronic dumb".split()
+    ["idiot", "idiots", "idiotic", "stupid", "hate", "hates", "hated", "hateful", "moron", "morons", "moronic", "dumb"]
 )
 _REASON_FIELDS = frozenset(
     {"reason", "reasoning", "explanation", "rationale", "justification", "feedback"}
@@ -277,7 +272,7 @@ class _Generator:
         if _is_score_name(name) and low is not None and high is not None and high - low <= 1000:
             return self._pick_score(name, list(range(math.ceil(low), math.floor(high) + 1)))
         if _is_score_name(name) and low is None and high is None:
-            return self._pick_score(name, list(range(0, 11)))
+            return self._pick_score(name, list(range(11)))
         value = 1
         if low is not None:
             value = max(value, math.ceil(low))
@@ -537,7 +532,7 @@ def _error_body(status: int, message: str, param: str | None = None) -> dict[str
 
 
 class _Reply:
-    __slots__ = ("status", "body", "content_type", "headers")
+    __slots__ = ("body", "content_type", "headers", "status")
 
     def __init__(self, status: int, body: bytes | str | dict[str, Any],
                  content_type: str = "application/json",
@@ -572,10 +567,12 @@ class _Handler(BaseHTTPRequestHandler):
         # ~40 ms to every keep-alive response
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, reply: _Reply) -> None:
+    def _send(self, reply: _Reply, *, drip_s: float = 0.0, keep: int | None = None) -> None:
+        """Send ``reply``; ``drip_s``: one body byte per that many seconds; ``keep``: send only
+        that many body bytes (the full Content-Length announced), then close."""
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)
@@ -583,8 +580,19 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(reply.body)
+            body = reply.body if keep is None else reply.body[:keep]
+            if drip_s > 0:
+                self.wfile.flush()
+                for i in range(len(body)):
+                    if self.server.fake._stopping.wait(drip_s):
+                        break
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
+            else:
+                self.wfile.write(body)
             self.wfile.flush()
+            if keep is not None:
+                self.close_connection = True
         except (ConnectionError, TimeoutError, ValueError):
             self.close_connection = True
 
@@ -625,6 +633,12 @@ class FakeJudgeServer:
     the order fail_next, script, malformed_http_body, reject_formats, default reply; the
     latency and ``hang_s`` sleeps come first.
 
+    Fault switches: :meth:`rate_limit` (N requests per second, 429 + ``Retry-After`` beyond,
+    checked before anything else), :meth:`fail_each` (every distinct request body fails N
+    times, then succeeds), ``drip_s`` (the body goes out one byte per ``drip_s`` seconds),
+    :meth:`truncate_next` (a body cut short, then the connection closed), :meth:`drop_next`
+    (the connection closed without any response).
+
     Records: ``requests`` (parsed JSON bodies), ``headers`` (per request, lowercased keys,
     case-insensitive lookup), ``paths``, ``request_count``, ``max_in_flight``; :meth:`reset`.
     """
@@ -646,6 +660,15 @@ class FakeJudgeServer:
         self._malformed = False
         self._failures: deque[tuple[int, float | None, str | None]] = deque()
         self._script: deque[str | int] = deque()
+        self._rate: tuple[float, float] | None = None
+        self._accepted: deque[float] = deque()
+        self._fail_each: tuple[int, int] | None = None
+        self._attempts: dict[bytes, int] = {}
+        self._drip_s = 0.0
+        self._truncate: deque[int] = deque()
+        self._drop = 0
+        #: requests answered 429 by :meth:`rate_limit`
+        self.rate_limited = 0
         self.model_name = model_name
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
@@ -774,6 +797,39 @@ class FakeJudgeServer:
         with self._lock:
             self._failures.extend([(int(status), retry_after, body)] * count)
 
+    def rate_limit(self, per_second: float | None, *, retry_after: float = 1.0) -> None:
+        """Accept at most ``per_second`` chat requests in any one-second window; answer the
+        rest 429 with ``Retry-After``. ``None`` lifts the limit."""
+        with self._lock:
+            self._rate = None if per_second is None else (float(per_second), float(retry_after))
+            self._accepted.clear()
+
+    def fail_each(self, status: int, times: int) -> None:
+        """Answer the first ``times`` attempts of every distinct request body with ``status``."""
+        with self._lock:
+            self._fail_each = (int(status), int(times))
+            self._attempts.clear()
+
+    @property
+    def drip_s(self) -> float:
+        with self._lock:
+            return self._drip_s
+
+    @drip_s.setter
+    def drip_s(self, value: float) -> None:
+        with self._lock:
+            self._drip_s = float(value)
+
+    def truncate_next(self, keep: int, count: int = 1) -> None:
+        """Send only the first ``keep`` body bytes of the next ``count`` replies, then close."""
+        with self._lock:
+            self._truncate.extend([int(keep)] * count)
+
+    def drop_next(self, count: int = 1) -> None:
+        """Close the connection of the next ``count`` chat requests without answering."""
+        with self._lock:
+            self._drop += int(count)
+
     def script(self, *replies: str | int) -> None:
         """Queue replies, one per chat request: a ``str`` is the exact assistant content,
         an ``int`` an HTTP error status."""
@@ -804,6 +860,14 @@ class FakeJudgeServer:
             self._reject_formats = set()
             self._reject_style = "openai"
             self._malformed = False
+            self._rate = None
+            self._accepted.clear()
+            self._fail_each = None
+            self._attempts.clear()
+            self._drip_s = 0.0
+            self._truncate.clear()
+            self._drop = 0
+            self.rate_limited = 0
 
     # -- request handling
     def _handle_chat(self, handler: _Handler, raw: bytes) -> None:
@@ -819,18 +883,40 @@ class FakeJudgeServer:
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
             failure = self._failures.popleft() if self._failures else None
+            if failure is None and self._rate is not None:
+                now = time.monotonic()
+                while self._accepted and now - self._accepted[0] >= 1.0:
+                    self._accepted.popleft()
+                if len(self._accepted) >= self._rate[0]:
+                    failure = (429, self._rate[1], None)
+                    self.rate_limited += 1
+                else:
+                    self._accepted.append(now)
+            if failure is None and self._fail_each is not None:
+                seen = self._attempts.get(raw, 0)
+                self._attempts[raw] = seen + 1
+                if seen < self._fail_each[1]:
+                    failure = (self._fail_each[0], None, None)
             scripted = self._script.popleft() if failure is None and self._script else None
             latency, hang_s = self._latency, self._hang_s
             malformed, style = self._malformed, self._reject_style
             rejected = set(self._reject_formats)
+            drip_s = self._drip_s
+            drop = failure is None and self._drop > 0
+            if drop:
+                self._drop -= 1
+            keep = self._truncate.popleft() if failure is None and not drop and self._truncate else None
         try:
+            if drop:
+                handler.close_connection = True
+                return
             delay = latency(body) if callable(latency) else latency
             delay = float(delay or 0.0) + hang_s
             if delay > 0 and not self._sleep(handler, delay):
                 handler.close_connection = True
                 return
             reply = self._reply(body, parsed, failure, scripted, malformed, style, rejected)
-            handler._send(reply)
+            handler._send(reply, drip_s=drip_s if failure is None else 0.0, keep=keep)
         finally:
             with self._lock:
                 self._in_flight -= 1
