@@ -52,7 +52,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import ConfigError, JudgeError
 from ..heap import collections_paused, import_heavy
 from ..torch_thread import run_on_torch_thread
-from .base import JudgeRequest, JudgeResponse, Message
+from .base import DEFAULT_SAMPLING, FreeText, JudgeRequest, JudgeResponse, Message, Sampling
 from .local_kernels import growing_cache, use_gqa_attention, use_small_batch_linear
 
 SMOLLM2_ALIAS = "smollm2-135m"
@@ -1050,6 +1050,29 @@ class LocalJudge:
         if isinstance(result, JudgeError):
             raise JudgeError(str(result), judge=self.name, metric=result.metric)
         assert result is not None
+        return result
+
+    def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        sampling: Sampling = DEFAULT_SAMPLING,
+        schema: type[BaseModel] | None = None,
+    ) -> JudgeResponse:
+        """A reply to ``messages``: free text (unconstrained decoding) when ``schema`` is None,
+        else a constrained reply as for verdicts. Free-text calls decode one at a time."""
+        if schema is not None:
+            return self.judge(JudgeRequest(messages=tuple(messages), schema=schema, sampling=sampling))
+        request = JudgeRequest(messages=tuple(messages), schema=FreeText, sampling=sampling)
+        key = self._key(request)
+        started = time.perf_counter()
+        result = self.engine.generate([request], key, constrained=False)[0]
+        if isinstance(result, JudgeError):
+            raise JudgeError(f"{self.name}: {result}", judge=self.name)
+        result.text = result.text.strip()
+        result.latency_s = time.perf_counter() - started
+        completion = int(result.usage.get("completion_tokens", 0))
+        result.finish_reason = "length" if completion >= key.max_new_tokens else "stop"
         return result
 
     def judge_batch(self, requests: Sequence[JudgeRequest]) -> list[JudgeResponse | JudgeError]:
