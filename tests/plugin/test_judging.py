@@ -194,15 +194,24 @@ def test_429_with_retry_after_then_success(llm: LLMRun) -> None:
 
 def test_max_retries_bounds_attempts(llm: LLMRun) -> None:
     llm.makepyfile(ONE_TEST)
-    llm.server.fail_next(429, 10, retry_after=0)
+    llm.server.fail_next(503, 10, retry_after=0)
     result = llm.run("--llm-max-retries", "3")
     result.assert_outcomes(failed=1)
     assert llm.server.request_count == 4
-    result.stdout.fnmatch_lines(["*JudgeError: openai:fake: rate limited (429)*after 4 attempts*"])
+    result.stdout.fnmatch_lines(["*JudgeError: openai:fake: server error 503*after 4 attempts*"])
     llm.server.reset()
-    llm.server.fail_next(429, 10, retry_after=0)
+    llm.server.fail_next(503, 10, retry_after=0)
     llm.run("--llm-max-retries", "0").assert_outcomes(failed=1)
     assert llm.server.request_count == 1
+
+
+def test_rate_limits_do_not_spend_max_retries(llm: LLMRun) -> None:
+    """A 429 is waited out (its Retry-After) and retried; it is not one of the failures
+    --llm-max-retries counts (issue 15 item 5)."""
+    llm.makepyfile(ONE_TEST)
+    llm.server.fail_next(429, 6, retry_after=0)
+    llm.run("--llm-max-retries", "0").assert_outcomes(passed=1)
+    assert llm.server.request_count == 7
 
 
 def test_non_retryable_4xx_is_not_retried(llm: LLMRun) -> None:
