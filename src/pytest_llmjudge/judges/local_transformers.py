@@ -304,7 +304,7 @@ def _load(source: ModelSource, opts: LocalOptions) -> tuple[Any, Any, str]:
         )
         kwargs.setdefault("device_map", "auto" if device in ("auto", "cpu") else device)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(location, local_files_only=True)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(location, **{"local_files_only": True})
         model = transformers.AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except OSError as exc:
         raise ConfigError(

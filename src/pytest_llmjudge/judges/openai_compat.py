@@ -87,7 +87,7 @@ class OpenAIJudge(ChatCompletionsJudge):
         # comes back as text and is read as plain JSON.
         completion = json.loads(client.post("/chat/completions", body=body, cast_to=str))
         if not isinstance(completion, dict):  # a malformed reply, classified as such
-            raise ValueError(f"the reply is not a JSON object: {str(completion)[:200]}")  # noqa: TRY004
+            raise ValueError(f"the reply is not a JSON object: {str(completion)[:200]}")
         return completion
 
     def _classify(self, exc: Exception, mode: str, logprobs: bool) -> Failure | None:

@@ -49,10 +49,15 @@ __all__ = ["FakeJudgeServer", "main"]
 Latency = float | Callable[[dict[str, Any]], float]
 
 _STOPWORDS = frozenset(
-    ["a", "an", "the", "is", "are", "was", "were", "be", "been", "being", "am", "of", "in", "on", "at", "to", "for", "and", "or", "nor", "but", "it", "its", "this", "that", "these", "those", "with", "as", "by", "from", "what", "which", "who", "whom", "whose", "when", "where", "how", "why", "do", "does", "did", "i", "you", "he", "she", "they", "we", "me", "him", "her", "them", "us", "my", "your", "his", "their", "our", "so", "than", "then", "there", "here", "if", "into", "about", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "has", "have", "had", "also", "just", "very", "any", "some", "all", "each", "such", "no", "yes", "please", "answer", "response", "reply", "question", "mention", "mentions", "include", "includes"]
+    """a an the is are was were be been being am of in on at to for and or nor but it its
+    this that these those with as by from what which who whom whose when where how why do
+    does did i you he she they we me him her them us my your his their our so than then
+    there here if into about can could would should will shall may might must has have had
+    also just very any some all each such no yes please answer response reply question
+    mention mentions include includes""".split()
 )
 _TOXIC_WORDS = frozenset(
-    ["idiot", "idiots", "idiotic", "stupid", "hate", "hates", "hated", "hateful", "moron", "morons", "moronic", "dumb"]
+    "idiot idiots idiotic stupid hate hates hated hateful moron morons moronic dumb".split()
 )
 _REASON_FIELDS = frozenset(
     {"reason", "reasoning", "explanation", "rationale", "justification", "feedback"}
@@ -272,7 +277,7 @@ class _Generator:
         if _is_score_name(name) and low is not None and high is not None and high - low <= 1000:
             return self._pick_score(name, list(range(math.ceil(low), math.floor(high) + 1)))
         if _is_score_name(name) and low is None and high is None:
-            return self._pick_score(name, list(range(11)))
+            return self._pick_score(name, list(range(0, 11)))
         value = 1
         if low is not None:
             value = max(value, math.ceil(low))
@@ -532,7 +537,7 @@ def _error_body(status: int, message: str, param: str | None = None) -> dict[str
 
 
 class _Reply:
-    __slots__ = ("body", "content_type", "headers", "status")
+    __slots__ = ("status", "body", "content_type", "headers")
 
     def __init__(self, status: int, body: bytes | str | dict[str, Any],
                  content_type: str = "application/json",
@@ -567,7 +572,7 @@ class _Handler(BaseHTTPRequestHandler):
         # ~40 ms to every keep-alive response
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-    def log_message(self, format: str, *args: Any) -> None:
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
 
     def _send(self, reply: _Reply, *, drip_s: float = 0.0, keep: int | None = None) -> None:
