@@ -114,7 +114,7 @@ NEIGHBOURS_OFF = "-p no:randomly -p no:asyncio"
 def _hermetic(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No real credentials or endpoints; no backend memory carried between tests."""
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN",
-                 "LLMJUDGE_API_KEY", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS"):
+                 "LLMJUDGE_API_KEY", "PYTEST_ADDOPTS", "PYTEST_XDIST_AUTO_NUM_WORKERS", "GITHUB_STEP_SUMMARY"):
         monkeypatch.delenv(name, raising=False)
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts

@@ -307,12 +307,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             encoding="utf-8",
         )
         config.stash.setdefault(extra_lines_key, []).append(f"HTML report written to {settings.html}")
+    _write_markdown(config, summary, gates, comparison, settings)
     totals = {"verdicts": len(summary.records), **summary.usage.as_dict(settings.prices)}
     config.stash[session_key].results.write_run(totals)
     xml = junit.log_xml(config)
     if xml is not None and summary.metrics:
         for name, value in junit.suite_properties(summary, settings.prices):
             xml.add_global_property(name, value)
+
+
+def _write_markdown(config: pytest.Config, summary: RunSummary, gates: list[GateResult], comparison: Any,
+                    settings: Settings) -> None:
+    """``--llm-markdown PATH``, and an appended copy in ``$GITHUB_STEP_SUMMARY`` when a test judged."""
+    import os
+
+    from .report.markdown import environment_summary_path, markdown_summary, write_markdown
+
+    step_summary = environment_summary_path(os.environ) if summary.metrics else None
+    if settings.markdown is None and step_summary is None:
+        return
+    text = markdown_summary(summary, gates, comparison=comparison, prices=settings.prices)
+    if settings.markdown is not None:
+        write_markdown(text, settings.markdown, append=False)
+        config.stash.setdefault(extra_lines_key, []).append(f"markdown summary written to {settings.markdown}")
+    if step_summary is not None:
+        write_markdown(text, step_summary, append=True)
 
 
 def _compare_with_baseline(config: pytest.Config, summary: RunSummary, settings: Settings) -> Any:

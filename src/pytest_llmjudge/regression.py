@@ -434,14 +434,14 @@ class Comparison:
     def markdown(self) -> str:
         """The comparison as GitHub-flavoured markdown, ready for a pull-request comment."""
         if self.regressed:
-            verdict = "**Regressed:** " + ", ".join(f"`{_md_cell(name)}`" for name in self.regressed_metrics) + "."
+            verdict = "**Regressed:** " + ", ".join(_md_code(name) for name in self.regressed_metrics) + "."
         elif self.metrics:
             verdict = f"No regression in {len(self.metrics)} metric(s)."
         else:
             verdict = "No metric in common with the baseline."
         out = ["### LLM judge: comparison with baseline", "",
-               f"{verdict} Baseline `{_md_cell(self.baseline_source)}` ({self.baseline_cases} verdicts) vs "
-               f"`{_md_cell(self.current_source)}` ({self.current_cases} verdicts).", ""]
+               f"{verdict} Baseline {_md_code(self.baseline_source)} ({self.baseline_cases} verdicts) vs "
+               f"{_md_code(self.current_source)} ({self.current_cases} verdicts).", ""]
         out.append(f"| metric | paired | baseline | current | diff | {self.confidence:.0%} interval | p (Wilcoxon) "
                    "| pass→fail | fail→pass | added | missing | status |")
         out.append("|---|---:|---:|---:|---:|:---:|---:|---:|---:|---:|---:|---|")
@@ -502,21 +502,17 @@ def _p_text(p: float | None) -> str:
 
 
 def _md_cell(text: str) -> str:
-    """Text safe inside a markdown table cell: no pipes, newlines or HTML."""
-    return (" ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
-            .replace("<", "&lt;").replace(">", "&gt;"))
+    """Text safe inside a markdown table cell: no pipes, newlines, HTML, links or mentions."""
+    from .report.markdown import md_cell
+
+    return md_cell(text)
 
 
 def _md_code(text: str) -> str:
     """An inline code span that survives backticks and pipes in the text."""
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    longest = run = 0
-    for char in text:
-        run = run + 1 if char == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
+    from .report.markdown import md_code
+
+    return md_code(text)
 
 
 def _clip(text: str, limit: int = FLIP_CHARS) -> str:
