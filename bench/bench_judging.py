@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from pytest_llmjudge.testing.fake_server import FakeJudgeServer  # noqa: E402
+from pytest_llmjudge.testing.fake_server import FakeJudgeServer
 
 TEST_FILE = '''
 import pytest
@@ -103,9 +103,11 @@ def main() -> None:
 
         plain_wall, plain_cpu, _ = measure(f"plain pytest, {n} tests", plain_n, [])
         _, plain_cpu_2n, _ = measure(f"plain pytest, {4 * n} tests", plain_2n, [])
-        seq_wall, seq_cpu, _ = measure("seq: --llm-concurrency 1", judged_n, judge + off + ["--llm-concurrency", "1"], tries=1)
-        conc_wall, conc_cpu, _ = measure(f"concurrent: --llm-concurrency {conc}", judged_n, judge + off + ["--llm-concurrency", str(conc)])
-        _, conc_cpu_2n, _ = measure(f"concurrent, {4 * n} cases", judged_2n, judge + off + ["--llm-concurrency", str(conc)])
+        seq = judge + off + ["--llm-concurrency", "1"]
+        concurrent = judge + off + ["--llm-concurrency", str(conc)]
+        seq_wall, seq_cpu, _ = measure("seq: --llm-concurrency 1", judged_n, seq, tries=1)
+        conc_wall, conc_cpu, _ = measure(f"concurrent: --llm-concurrency {conc}", judged_n, concurrent)
+        _, conc_cpu_2n, _ = measure(f"concurrent, {4 * n} cases", judged_2n, concurrent)
         # the same with an in-process judge: the plugin's own CPU, without the HTTP client
         inproc = ["--llm-judge", "fake:inprocess"] + off + ["--llm-concurrency", str(conc)]
         _, inproc_cpu, _ = measure("in-process judge (no HTTP)", judged_n, inproc)
@@ -126,15 +128,20 @@ def main() -> None:
     for name, wall, cpu, requests in rows:
         print(f"{name:38s} {wall:8.2f} {cpu:7.2f} {requests:9d} {requests / wall:7.1f}")
     print()
-    print(f"physical limit N*latency/C                  {limit:.2f} s (+ plain pytest {plain_wall:.2f} s = {limit + plain_wall:.2f} s)")
+    print(f"physical limit N*latency/C                  {limit:.2f} s "
+          f"(+ plain pytest {plain_wall:.2f} s = {limit + plain_wall:.2f} s)")
     print(f"concurrent wall / (limit + plain pytest)    {conc_wall / (limit + plain_wall):.2f}x   (target <= 1.3x)")
     print(f"sequential wall / concurrent wall           {seq_wall / conc_wall:.1f}x")
     print(f"pytest's own CPU per test (plain)           {plain_per_case * 1000:.2f} ms")
-    print(f"plugin CPU per judged case above plain      {(conc_per_case - plain_per_case) * 1000:.2f} ms   (target <= 2 ms; client + SDK, slope N->4N)")
-    print(f"  of which the plugin without HTTP client   {(inproc_per_case - plain_per_case) * 1000:.2f} ms   (in-process judge, same latency)")
-    print(f"plugin start-up CPU (judged run, fixed)     {(conc_cpu - n * conc_per_case) - (plain_cpu - n * plain_per_case):.2f} s")
+    print(f"plugin CPU per judged case above plain      {(conc_per_case - plain_per_case) * 1000:.2f} ms   "
+          "(target <= 2 ms; client + SDK, slope N->4N)")
+    print(f"  of which the plugin without HTTP client   {(inproc_per_case - plain_per_case) * 1000:.2f} ms   "
+          "(in-process judge, same latency)")
+    startup_cpu = (conc_cpu - n * conc_per_case) - (plain_cpu - n * plain_per_case)
+    print(f"plugin start-up CPU (judged run, fixed)     {startup_cpu:.2f} s")
     print(f"warm-cache rerun: judge requests            {warm_requests} and {warm_requests_2n}   (target 0)")
-    print(f"warm-cache rerun: CPU per case above plain  {(warm_per_case - plain_per_case) * 1000:.2f} ms   (target <= 2 ms)")
+    print(f"warm-cache rerun: CPU per case above plain  {(warm_per_case - plain_per_case) * 1000:.2f} ms   "
+          "(target <= 2 ms)")
     print(f"warm-cache rerun: wall over plain pytest    {warm_wall - plain_wall:+.2f} s for {n} cases")
 
 

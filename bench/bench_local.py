@@ -172,13 +172,16 @@ def main() -> None:
     n = len(reqs)
     same = [a.text == b.text for a, b in zip(seq_out, batch_out)]
     print(f"sequential: {best_seq / n:6.2f} s/verdict  {tokens(seq_out) / best_seq:6.1f} tokens/s")
-    print(f"batch-{judge.options.batch_size}:    {best_batch / n:6.2f} s/verdict  {tokens(batch_out) / best_batch:6.1f} tokens/s")
+    print(f"batch-{judge.options.batch_size}:    {best_batch / n:6.2f} s/verdict  "
+          f"{tokens(batch_out) / best_batch:6.1f} tokens/s")
     print(f"threads:    {best_threads / n:6.2f} s/verdict  ({n} threads calling judge() at once: the plugin's path)")
     same_queue = [a.text == b.text for a, b in zip(seq_out * 4, queue_out)]
     print(f"one batch of {n} / sequential: {best_seq / best_batch:.2f}x  "
-          f"(includes the drain: verdicts of {min(tokens([r]) for r in seq_out)}-{max(tokens([r]) for r in seq_out)} tokens); "
+          f"(includes the drain: verdicts of {min(tokens([r]) for r in seq_out)}-"
+          f"{max(tokens([r]) for r in seq_out)} tokens); "
           f"outputs equal sequential: {sum(same)}/{n}")
-    print(f"sustained, queue of {len(many)} (batch {judge.options.batch_size}, rows refilled): {queue_s / len(many):6.2f} s/verdict  "
+    print(f"sustained, queue of {len(many)} (batch {judge.options.batch_size}, rows refilled): "
+          f"{queue_s / len(many):6.2f} s/verdict  "
           f"{tokens(queue_out) / queue_s:6.1f} tokens/s")
     print(f"batch-{judge.options.batch_size} / sequential throughput, sustained (tokens/s): "
           f"{(tokens(queue_out) / queue_s) / (tokens(seq_out) / best_seq):.2f}x  (target >= 2.5x); "

@@ -54,7 +54,7 @@ def assert_llm_score(
     output: Any,
     *,
     metric: str | AnyMetric = "correctness",
-    input: str | None = None,
+    input: str | None = None,  # noqa: A002 - the public name of the argument
     expected: str | None = None,
     context: str | list[str] | None = None,
     criteria: str | None = None,

@@ -86,8 +86,8 @@ class CaseOutput:
     def install(self) -> None:
         if self.capture_streams:
             self._saved = (sys.stdout, sys.stderr)
-            sys.stdout = _Router(sys.stdout, self._local, "out", self.tee)  # type: ignore[assignment]
-            sys.stderr = _Router(sys.stderr, self._local, "err", self.tee)  # type: ignore[assignment]
+            sys.stdout = _Router(sys.stdout, self._local, "out", self.tee)
+            sys.stderr = _Router(sys.stderr, self._local, "err", self.tee)
         if self.capture_logs:
             root = logging.getLogger()
             root.addHandler(self._handler)

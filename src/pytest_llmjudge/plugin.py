@@ -13,7 +13,7 @@ import pytest
 from . import hookspecs
 from .assertion import assert_llm_score as _assert_llm_score, entries_key, item_entries
 from .concurrent_cases import ConcurrentCases
-from .errors import DatasetError, JudgeError, LLMJudgeError
+from .errors import DatasetError, LLMJudgeError
 from .heap import freeze_if_pending
 from .judges import Judge, make_judge
 from .report import junit
@@ -201,7 +201,9 @@ def _attach(item: pytest.Item, call: pytest.TestReport) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if report.when == "call":
         _attach(item, report)

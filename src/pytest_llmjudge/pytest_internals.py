@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import logging
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -70,7 +69,7 @@ def phase_hooks(item: pytest.Item) -> dict[str, Any]:
 def _stack(item: pytest.Item) -> dict[Any, Any]:
     # Session._setupstate.stack (pytest >= 7.0): {node: ([finalizers], exc_info or None)}, in
     # setup order; the collectors above the cases (module, class) stay on it for the group
-    return item.session._setupstate.stack  # type: ignore[attr-defined, no-any-return]
+    return item.session._setupstate.stack
 
 
 def _isolate_function_fixtures(item: pytest.Item) -> None:
@@ -99,7 +98,7 @@ def setup_case(item: pytest.Item, cases: set[pytest.Item]) -> None:
     _isolate_function_fixtures(item)
     stack = _stack(item)
     if not any(node in cases for node in stack):
-        item.session._setupstate.setup(item)  # type: ignore[attr-defined]  # parents too, as pytest does
+        item.session._setupstate.setup(item)  # parents too, as pytest does
         return
     for node, (_, exc) in list(stack.items()):
         if exc and node not in cases:  # a parent failed its setup: every item under it fails alike
@@ -116,11 +115,11 @@ def teardown_case(item: pytest.Item, nextitem: pytest.Item | None, last: bool) -
     while finalizers:
         try:
             finalizers.pop()()
-        except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:
-            errors.append(exc)  # all run, then raised together, as pytest does
+        except (Exception, pytest.skip.Exception, pytest.fail.Exception) as exc:  # noqa: BLE001 - as pytest does:
+            errors.append(exc)  # all run, then raised together
     if last:
         try:
-            item.session._setupstate.teardown_exact(nextitem)  # type: ignore[attr-defined]
+            item.session._setupstate.teardown_exact(nextitem)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
     if len(errors) == 1:
@@ -137,7 +136,7 @@ def forget_case(item: pytest.Item) -> None:
 def release_request(item: pytest.Item) -> None:
     # as runtestprotocol does after teardown: the fixture values can be freed
     if hasattr(item, "_request"):
-        item._request = False  # type: ignore[attr-defined]
+        item._request = False
         item.funcargs = None  # type: ignore[attr-defined]
 
 

@@ -159,7 +159,9 @@ def load_baseline(path: Path | str) -> Baseline:
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise BaselineError(f"{path}: not UTF-8 text; expected a baseline .json or a results .jsonl/.csv file") from None
+        raise BaselineError(
+            f"{path}: not UTF-8 text; expected a baseline .json or a results .jsonl/.csv file"
+        ) from None
     if not text.strip():
         raise BaselineError(f"{path}: empty file, no verdicts")
     if path.suffix.lower() == ".csv":

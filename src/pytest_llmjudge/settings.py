@@ -66,21 +66,26 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [
     ("--llm-base-url", str, None, "Base URL of an OpenAI-compatible server or TGI endpoint (else OPENAI_BASE_URL)"),
     ("--llm-threshold", unit_float, 0.5, "Default pass threshold on the 0-1 score (default 0.5)"),
     ("--llm-results", str, None, "Write one row per verdict to this .jsonl or .csv file"),
-    ("--llm-results-texts", on_off, "on", "on: results rows carry the judged texts and dataset columns; off: only the case id"),
-    ("--llm-markdown", str, None, "Write a markdown summary to this path (also appended to $GITHUB_STEP_SUMMARY when set)"),
+    ("--llm-results-texts", on_off, "on",
+     "on: results rows carry the judged texts and dataset columns; off: only the case id"),
+    ("--llm-markdown", str, None,
+     "Write a markdown summary to this path (also appended to $GITHUB_STEP_SUMMARY when set)"),
     ("--llm-max-retries", non_negative_int, 4, "Retries per judge request on 429/5xx/timeouts (default 4)"),
     ("--llm-timeout", positive_float, 60.0, "Per-request judge timeout in seconds (default 60)"),
-    ("--llm-concurrency", positive_int, 16, "Cases of an llm_dataset (or @pytest.mark.llm_concurrent test) run at once; 1 runs one at a time (default 16)"),
+    ("--llm-concurrency", positive_int, 16,
+     "Cases of an llm_dataset (or @pytest.mark.llm_concurrent test) run at once; 1 runs one at a time (default 16)"),
     ("--llm-batch-size", positive_int, 8, "Batch size of a local judge (default 8)"),
     ("--llm-cache-mode", cache_mode, "rw", "Verdict cache: rw, ro, refresh, off or replay (default rw)"),
     ("--llm-cache-dir", str, None, "Verdict cache directory (default .llmjudge_cache at the rootdir)"),
     ("--llm-repeat", repeat_count, "1", "Sample each verdict K times (mean score), or 'auto' for adaptive repeats"),
     ("--llm-repeat-max", positive_int, 5, "Most samples per verdict with --llm-repeat auto (default 5)"),
     ("--llm-repeat-temperature", non_negative_float, 0.7, "Judge temperature of repeated samples (default 0.7)"),
-    ("--llm-noise-floor", non_negative_int, 0, "Re-judge N identical answers per metric 3 times to show the judge's own spread"),
+    ("--llm-noise-floor", non_negative_int, 0,
+     "Re-judge N identical answers per metric 3 times to show the judge's own spread"),
     ("--llm-save-baseline", str, None, "Save this run's per-case verdicts as a baseline file"),
     ("--llm-baseline", str, None, "Compare this run against a saved baseline (paired test per metric)"),
-    ("--llm-regression-tolerance", non_negative_float, 0.0, "A metric regressed when its whole difference interval is below -TOLERANCE (default 0)"),
+    ("--llm-regression-tolerance", non_negative_float, 0.0,
+     "A metric regressed when its whole difference interval is below -TOLERANCE (default 0)"),
     ("--llm-html", str, None, "Write a self-contained HTML report to this path"),
     ("--llm-preflight", str, None, "Labelled dataset the judge must grade before any test runs"),
     ("--llm-preflight-min", unit_float, 0.8, "Minimum judge agreement on the preflight set (default 0.8)"),
@@ -121,7 +126,8 @@ def addoptions(parser: pytest.Parser) -> None:
     parser.addini("llm_prices", help="Judge prices, 'MODEL = INPUT_PER_1M OUTPUT_PER_1M' per line (USD per "
                   "million prompt/completion tokens)", type="linelist", default=[])
     group.addoption("--llm-cache-clear", action="store_true", default=False, help="Empty the verdict cache first")
-    group.addoption("--llm-cache-stats", action="store_true", default=False, help="Print verdict cache entries and size")
+    group.addoption("--llm-cache-stats", action="store_true", default=False,
+                    help="Print verdict cache entries and size")
 
 
 _DEFAULTS: dict[str, tuple[Any, Any]] = {}

@@ -6,7 +6,6 @@ order; every observable result must equal the ``--llm-concurrency 1`` run.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import sqlite3
@@ -15,11 +14,9 @@ import time
 import zlib
 from typing import Any
 
-
 import pytest
 from conftest import (
     QA_FAIL,
-    QA_PASS,
     QA_ROWS,
     LLMRun,
     case_properties,
@@ -125,7 +122,8 @@ def crash_messages(result: pytest.RunResult) -> dict[str, str]:
     for report in result.reprec.getreports("pytest_runtest_logreport"):  # type: ignore[attr-defined]
         if report.failed:
             crash = getattr(report.longrepr, "reprcrash", None)
-            out[f"{report.nodeid}:{report.when}"] = crash.message if crash is not None else f"<no reprcrash> {report.longrepr}"
+            message = crash.message if crash is not None else f"<no reprcrash> {report.longrepr}"
+            out[f"{report.nodeid}:{report.when}"] = message
     return out
 
 
@@ -215,8 +213,9 @@ def test_concurrency_gives_the_same_results_as_sequential(
     assert seq["junit"] == par["junit"]
     assert seq["rows"] == par["rows"]
     # the terminal: same short summary lines and the same llm summary
-    short = [re.sub(r" - .*", "", line) for line in seq["result"].outlines if line.startswith(("FAILED", "PASSED", "ERROR", "SKIPPED", "XFAIL"))]
-    short_par = [re.sub(r" - .*", "", line) for line in par["result"].outlines if line.startswith(("FAILED", "PASSED", "ERROR", "SKIPPED", "XFAIL"))]
+    outcomes = ("FAILED", "PASSED", "ERROR", "SKIPPED", "XFAIL")
+    short = [re.sub(r" - .*", "", line) for line in seq["result"].outlines if line.startswith(outcomes)]
+    short_par = [re.sub(r" - .*", "", line) for line in par["result"].outlines if line.startswith(outcomes)]
     assert short == short_par
     assert summary_section(seq["result"]) == summary_section(par["result"])
     if not soft:  # the low score stopped the test before its own failing assert

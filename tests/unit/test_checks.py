@@ -121,7 +121,10 @@ ORDER = {
         "Item": {
             "type": "object",
             "required": ["sku", "qty"],
-            "properties": {"sku": {"type": "string", "minLength": 2}, "qty": {"type": "integer", "minimum": 1, "maximum": 9}},
+            "properties": {
+                "sku": {"type": "string", "minLength": 2},
+                "qty": {"type": "integer", "minimum": 1, "maximum": 9},
+            },
         }
     },
 }

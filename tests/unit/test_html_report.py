@@ -63,7 +63,8 @@ RECORDS = [
      output=XSS_OUTPUT, expected="Madrid", question="Capital of Spain?")),
     ("tests/test_qa.py::test_qa[capital-fr]", rec("faithfulness", 0.8, True, "Supported by the context.",
      output="Paris is the capital of France.")),
-    ("tests/test_rag.py::test_rag[doc-1]", rec("faithfulness", None, False, "", error="JudgeError: HTTP 500 from judge")),
+    ("tests/test_rag.py::test_rag[doc-1]",
+     rec("faithfulness", None, False, "", error="JudgeError: HTTP 500 from judge")),
 ]
 
 

@@ -257,7 +257,9 @@ def test_criteria_distribution_over_0_to_10(server: FakeJudgeServer, backend: st
 
 # -- FakeJudge, specs ----------------------------------------------------------------
 def test_fake_judge_replies_and_records() -> None:
-    replies = iter([{"reason": "a", "score": 4}, '{"reason": "b", "score": 3}', CorrectnessVerdict(reason="c", score=2)])
+    replies = iter(
+        [{"reason": "a", "score": 4}, '{"reason": "b", "score": 3}', CorrectnessVerdict(reason="c", score=2)]
+    )
     judge = FakeJudge(lambda request: next(replies), name="fake:x")
     request = build_request(CORRECTNESS, RIGHT)
     texts = [judge.judge(request).text for _ in range(3)]

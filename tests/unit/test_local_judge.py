@@ -234,7 +234,8 @@ def test_concurrent_callers_are_batched(judge: Any, batch: dict) -> None:
 def test_token_limit_is_a_judge_error(judge: Any) -> None:
     req = request(CORRECTNESS, output="Paris", input=QUESTION, expected="Paris")
     short = JudgeRequest(messages=req.messages, schema=req.schema, sampling=Sampling(max_tokens=6))
-    with pytest.raises(JudgeError, match=r"ran out of tokens \(max_new_tokens=6\) before closing the JSON; raise max_new_tokens") as info:
+    expected = r"ran out of tokens \(max_new_tokens=6\) before closing the JSON; raise max_new_tokens"
+    with pytest.raises(JudgeError, match=expected) as info:
         judge.judge(short)
     assert info.value.judge == "local:smollm2-135m"
     [result] = judge.judge_batch([short])

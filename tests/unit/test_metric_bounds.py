@@ -31,4 +31,5 @@ def test_runtime_helpers_build_the_same_bounds() -> None:
     model = create_model("Dynamic", reason=(bounded_str(5), ...), items=(bounded_list(str, 3), ...))
     schema = model.model_json_schema()["properties"]
     assert schema["reason"]["maxLength"] == 5 and schema["items"]["maxItems"] == 3
-    assert model(reason="abcdefgh", items=["1", "2", "3", "4"]).model_dump() == {"reason": "abcde", "items": ["1", "2", "3"]}
+    dumped = model(reason="abcdefgh", items=["1", "2", "3", "4"]).model_dump()
+    assert dumped == {"reason": "abcde", "items": ["1", "2", "3"]}

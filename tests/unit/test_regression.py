@@ -39,7 +39,9 @@ def record(score: float | None, *, metric: str = "correctness", threshold: float
             "latency_s": 0.1, "usage": {}, "samples": samples or [], "error": error, "soft": False}
 
 
-def records_of(scores: list[float], metric: str = "correctness", prefix: str = "tests/test_qa.py::test_qa") -> list[Record]:
+def records_of(
+    scores: list[float], metric: str = "correctness", prefix: str = "tests/test_qa.py::test_qa"
+) -> list[Record]:
     return [(f"{prefix}[case-{i}]", record(s, metric=metric)) for i, s in enumerate(scores)]
 
 

@@ -88,7 +88,8 @@ def summary_lines(
         lines.append("")
         lines.append(f"judge errors ({len(errors)}), not counted as scores:")
         for failure in errors[:MAX_FAILURES_SHOWN]:
-            lines.append(f"  {failure.test_id}  {failure.metric}  {' '.join((failure.error or '').split())[:REASON_WIDTH]}")
+            error = " ".join((failure.error or "").split())[:REASON_WIDTH]
+            lines.append(f"  {failure.test_id}  {failure.metric}  {error}")
     if gates:
         lines.append("")
         for gate in gates:

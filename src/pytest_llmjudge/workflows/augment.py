@@ -96,7 +96,9 @@ def parse_labels(text: str) -> list[str]:
     for part in text.split(","):
         label = part.strip()
         if not label:
-            raise CLIError(f"--classify {text!r}: empty label; give labels separated by commas, e.g. billing,technical,other")
+            raise CLIError(
+                f"--classify {text!r}: empty label; give labels separated by commas, e.g. billing,technical,other"
+            )
         if label not in labels:
             labels.append(label)
     if len(labels) < 2:

@@ -177,7 +177,9 @@ def metric_scale(metric: AnyMetric) -> tuple[float, float]:
 _RANGE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:-|:|\.\.|to)\s*(-?\d+(?:\.\d+)?)\s*$")
 
 
-def resolve_label_scale(option: str, labels: list[float | bool], scale: tuple[float, float]) -> tuple[float, float, str]:
+def resolve_label_scale(
+    option: str, labels: list[float | bool], scale: tuple[float, float]
+) -> tuple[float, float, str]:
     """(low, high, how it was chosen) of the labels' scale."""
     low, high = scale
     shown = f"{low:g}-{high:g}"
@@ -207,7 +209,8 @@ def resolve_label_scale(option: str, labels: list[float | bool], scale: tuple[fl
 def _answer_column(table: Table, requested: str | None) -> str:
     if requested:
         if not table.has_column(requested):
-            raise CLIError(f"{table.shown}: --output-column {requested!r} not found; columns: {', '.join(table.columns)}")
+            columns = ", ".join(table.columns)
+            raise CLIError(f"{table.shown}: --output-column {requested!r} not found; columns: {columns}")
         return requested
     for name in OUTPUT_CANDIDATES:
         if table.has_column(name):
@@ -251,7 +254,8 @@ def metric_inputs(row: Row, table: Table, metric: AnyMetric, answer_column: str,
     )
     for name in getattr(metric, "requires", ()):
         if not getattr(inputs, name, None):
-            raise CLIError(f"{table.where(row)}: metric {metric.name!r} needs {_NEEDS.get(name, name)}; this row has none")
+            needs = _NEEDS.get(name, name)
+            raise CLIError(f"{table.where(row)}: metric {metric.name!r} needs {needs}; this row has none")
     return inputs
 
 
@@ -499,7 +503,8 @@ def run(args: argparse.Namespace) -> int:
     metric = load_metric(args.metric)
     table = read_table(args.input, id_column=args.id_column)
     if not table.has_column(args.label_column):
-        raise CLIError(f"{table.shown}: --label-column {args.label_column!r} not found; columns: {', '.join(table.columns)}")
+        columns = ", ".join(table.columns)
+        raise CLIError(f"{table.shown}: --label-column {args.label_column!r} not found; columns: {columns}")
     answer_column = _answer_column(table, args.output_column)
     scale = metric_scale(metric)
 

@@ -7,8 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..argtypes import non_negative_int, positive_int
-from ..argtypes import number_in as bounded_float
+from ..argtypes import non_negative_int, number_in as bounded_float, positive_int
 from ..cache import VerdictCache
 from ..errors import ConfigError
 from ..judges import Judge, default_judge_spec, make_judge

@@ -85,7 +85,9 @@ def allocate(sizes: list[int], n: int) -> list[int]:
     return alloc
 
 
-def draw(rows: list[Row], n: int, seed: int | str, by: str | None = None) -> tuple[list[Row], list[tuple[str, int, int]]]:
+def draw(
+    rows: list[Row], n: int, seed: int | str, by: str | None = None
+) -> tuple[list[Row], list[tuple[str, int, int]]]:
     """The sampled rows in file order, and per stratum (value, picked, size)."""
     rng = random.Random(seed)
     if by is None:
