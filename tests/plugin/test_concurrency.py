@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import (
     QA_FAIL,
+    QA_PASS,
     QA_ROWS,
     LLMRun,
     case_properties,
