@@ -20,7 +20,6 @@ from .report.results_file import ResultsWriter
 from .settings import Settings
 from .verdict import Verdict
 
-
 T = TypeVar("T")
 
 

@@ -611,8 +611,10 @@ def test_zz_peak():
 '''
 
 
-@pytest.mark.parametrize("plugins", [[], ["-p", "asyncio", "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]],
-                         ids=["no-async-plugin", "pytest-asyncio-auto"])
+ASYNCIO_AUTO = ["-p", "asyncio", "-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]
+
+
+@pytest.mark.parametrize("plugins", [[], ASYNCIO_AUTO], ids=["no-async-plugin", "pytest-asyncio-auto"])
 def test_async_cases_run_cooperatively_on_one_loop(llm: LLMRun, plugins: list[str]) -> None:
     if plugins:
         pytest.importorskip("pytest_asyncio")

@@ -49,7 +49,7 @@ def openai_http_client(openai: ModuleType, budget_s: float) -> Any:
 
 
 def _deadline_transport(httpx: ModuleType) -> type:
-    class DeadlineStream(httpx.SyncByteStream):  # type: ignore[misc, name-defined]
+    class DeadlineStream(httpx.SyncByteStream):  # type: ignore[name-defined]
         def __init__(self, inner: Any, request: Any, headers: Any, deadline: float, budget: float) -> None:
             self._inner, self._request, self._headers = inner, request, headers
             self._deadline, self._budget = deadline, budget
@@ -71,7 +71,7 @@ def _deadline_transport(httpx: ModuleType) -> type:
         def close(self) -> None:
             self._inner.close()
 
-    class DeadlineTransport(httpx.BaseTransport):  # type: ignore[misc, name-defined]
+    class DeadlineTransport(httpx.BaseTransport):  # type: ignore[name-defined]
         """Wraps a transport: the response body must arrive within ``budget_s`` of the request."""
 
         def __init__(self, inner: Any, budget_s: float) -> None:

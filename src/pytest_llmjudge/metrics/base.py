@@ -83,8 +83,9 @@ class Metric:
 
     ``prompt`` is a ``str.format`` template over ``{output}``, ``{input}``, ``{expected}``,
     ``{context}`` and ``{criteria}``; each is filled with its text inside a fenced block the
-    text cannot close, and the system message tells the judge the blocks are data. ``score`` maps the validated verdict instance to a raw
-    score on ``scale``; the Verdict's score is that raw score normalized to [0, 1].
+    text cannot close, and the system message tells the judge the blocks are data. ``score`` maps
+    the validated verdict instance to a raw score on ``scale``; the Verdict's score is that raw
+    score normalized to [0, 1].
     ``score_field`` names an integer (``Literal``) field whose token probabilities, when the
     backend reports them, give a probability-weighted score. Change ``version`` (or the prompt
     or schema) and cached verdicts of this metric are no longer used.
