@@ -300,7 +300,8 @@ def _comparison_section(comparison: Comparison) -> str:
                    f'<td>{len(m.missing)}</td><td class="status">{_e(m.status)}</td></tr>')
     out.append("</tbody></table>")
     for m in comparison.metrics:
-        lists = "".join([_case_list("pass → fail", m.pass_to_fail, "p2f"), _case_list("fail → pass", m.fail_to_pass, "f2p"),
+        lists = "".join([_case_list("pass → fail", m.pass_to_fail, "p2f"),
+                         _case_list("fail → pass", m.fail_to_pass, "f2p"),
                          _case_list("added", m.added, "added"), _case_list("missing", m.missing, "missing"),
                          _case_list("judge error", m.errored, "errored")])
         if lists:
@@ -339,12 +340,13 @@ def _case_row(index: int, row: dict[str, Any]) -> str:
          + (f'<div class="muted">≥ {row["threshold"]:g}</div>' if row["threshold"] is not None else "") + "</td>"
          if score is not None else '<td class="num" data-sort="-1"><span class="badge err">error</span></td>'),
         f'<td class="samples" data-sort="{spread:.6f}">{_e(" ".join(f"{s:.2f}" for s in samples)) or "—"}</td>',
-        f'<td data-sort="{status}"><span class="badge {"good" if status == "true" else "bad" if status == "false" else "err"}">'
+        f'<td data-sort="{status}">'
+        f'<span class="badge {"good" if status == "true" else "bad" if status == "false" else "err"}">'
         f'{"passed" if status == "true" else "failed" if status == "false" else "error"}</span>'
         + (' <span class="badge soft">soft</span>' if row["soft"] else "")
         + (f'<div class="muted">{_e(row["decision"])}</div>' if row["decision"] else "") + "</td>",
-        f'<td data-sort="{int(row["unstable"])}">' + ('<span class="badge warn">unstable</span>' if row["unstable"] else "")
-        + "</td>",
+        f'<td data-sort="{int(row["unstable"])}">'
+        + ('<span class="badge warn">unstable</span>' if row["unstable"] else "") + "</td>",
         f'<td>{_clip(row["input"])}</td>',
         f'<td>{_clip(row["output"])}</td>',
         f'<td>{_clip(row["expected"])}</td>',
@@ -357,7 +359,8 @@ def _case_row(index: int, row: dict[str, Any]) -> str:
 CSS = """
 :root{--fg:#1f2328;--muted:#656d76;--line:#d0d7de;--bg:#f6f8fa;--good:#1a7f37;--bad:#cf222e;--warn:#9a6700;--acc:#0969da}
 *{box-sizing:border-box}
-body{margin:0;font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;color:var(--fg);background:#fff}
+body{margin:0;font:14px/1.45 -apple-system,BlinkMacSystemFont,"Segoe UI",Helvetica,Arial,sans-serif;
+  color:var(--fg);background:#fff}
 header{padding:18px 24px;border-bottom:1px solid var(--line);background:var(--bg)}
 header h1{margin:0 0 4px;font-size:22px}
 main{padding:16px 24px}
@@ -372,7 +375,8 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .hist .axis{stroke:var(--muted)}.hist .threshold{stroke:var(--bad);stroke-width:2;stroke-dasharray:4 3}
 .hist text{font-size:10px;fill:var(--muted);text-anchor:middle}
 .rate .track{fill:#eaeef2}.rate .fill{fill:var(--good)}.rate .whisker{stroke:#000;stroke-width:1.5}
-.badge{display:inline-block;padding:0 7px;border-radius:10px;font-size:12px;font-weight:600;border:1px solid transparent}
+.badge{display:inline-block;padding:0 7px;border-radius:10px;font-size:12px;font-weight:600;
+  border:1px solid transparent}
 .badge.good{color:var(--good);border-color:var(--good)}.badge.bad{color:var(--bad);border-color:var(--bad)}
 .badge.err{color:#fff;background:var(--warn)}.badge.warn{color:var(--warn);border-color:var(--warn)}
 .badge.soft{color:var(--muted);border-color:var(--line)}
@@ -472,7 +476,9 @@ JS = r"""
     if (unstable.checked) parts.push("unstable=1");
     if (state.sort) parts.push("sort=" + encodeURIComponent(state.sort) + "&dir=" + state.dir);
     var hash = parts.length ? "#" + parts.join("&") : " ";
-    try { history.replaceState(null, "", hash === " " ? location.pathname + location.search : hash); } catch (e) { /* file: URLs in some browsers */ }
+    try {
+      history.replaceState(null, "", hash === " " ? location.pathname + location.search : hash);
+    } catch (e) { /* file: URLs in some browsers */ }
   }
 
   function readHash() {
@@ -481,11 +487,15 @@ JS = r"""
       if (!part) return;
       var eq = part.indexOf("=");
       var key = eq < 0 ? part : part.slice(0, eq);
-      try { params[key] = eq < 0 ? "" : decodeURIComponent(part.slice(eq + 1).replace(/\+/g, " ")); } catch (e) { params[key] = ""; }
+      try {
+        params[key] = eq < 0 ? "" : decodeURIComponent(part.slice(eq + 1).replace(/\+/g, " "));
+      } catch (e) { params[key] = ""; }
     });
     filter.value = params.filter || "";
     metric.value = "";
-    Array.prototype.forEach.call(metric.options, function (o) { if (o.value === params.metric) metric.value = o.value; });
+    Array.prototype.forEach.call(metric.options, function (o) {
+      if (o.value === params.metric) metric.value = o.value;
+    });
     failures.checked = params.failures === "1";
     unstable.checked = params.unstable === "1";
     state.sort = params.sort || "";
@@ -506,7 +516,9 @@ JS = r"""
       update();
     }
     th.addEventListener("click", activate);
-    th.addEventListener("keydown", function (ev) { if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); activate(); } });
+    th.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); activate(); }
+    });
   });
   filter.addEventListener("input", update);
   metric.addEventListener("change", update);
@@ -566,7 +578,7 @@ def render_html(
     if usage:
         out.append(f'<div id="usage" class="muted">{_e(_usage_text(usage))}</div>')
     if settings:
-        items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v)}</dd>"
+        items = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False))}</dd>"
                         for k, v in sorted(settings.items()) if v not in (None, "", {}, []))
         out.append(f'<details><summary class="muted">settings</summary><dl class="settings">{items}</dl></details>')
     out.append("</header><main>")
@@ -577,12 +589,14 @@ def render_html(
     out.append("</div>")
     options = "".join(f'<option value="{_e(m)}">{_e(m)}</option>' for m in metrics)
     out.append('<h2>Cases</h2><div class="controls">'
-               '<input type="search" id="filter" placeholder="Filter: test id, answer, reason…" aria-label="filter cases">'
+               '<input type="search" id="filter" placeholder="Filter: test id, answer, reason…"'
+               ' aria-label="filter cases">'
                f'<label>metric <select id="metric"><option value="">all metrics</option>{options}</select></label>'
                '<label><input type="checkbox" id="failures"> failures only</label>'
                '<label><input type="checkbox" id="unstable-only"> unstable only</label>'
                f'<span id="count" class="muted">{len(rows)} cases</span></div>')
-    heads = "".join(f'<th data-key="{key}" data-type="{kind}" scope="col">{_e(label)}</th>' for key, label, kind in COLUMNS)
+    heads = "".join(f'<th data-key="{key}" data-type="{kind}" scope="col">{_e(label)}</th>'
+                    for key, label, kind in COLUMNS)
     body = "".join(_case_row(i, r) for i, r in enumerate(rows))
     out.append(f'<table id="cases"><thead><tr>{heads}</tr></thead><tbody>{body}</tbody></table>'
                '<div id="empty" hidden>No case matches the filters.</div>')
