@@ -60,6 +60,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[session_key] = session
     config.pluginmanager.register(ConcurrentCases(config, settings.concurrency), CASES_PLUGIN)
     if not hasattr(config, "workerinput"):
+        from .report import pytest_html
+
+        pytest_html.register(config)
         summary = config.stash[summary_key] = RunSummary()
         config.pluginmanager.register(SummaryCollector(config, summary), "llmjudge-summary")
         if settings.baseline is not None:
