@@ -16,6 +16,7 @@ from .concurrent_cases import ConcurrentCases
 from .errors import DatasetError, LLMJudgeError
 from .heap import freeze_if_pending
 from .judges import Judge, make_judge
+from .judges.retry import endpoint_notes
 from .report import junit
 from .report.collect import GateResult, RunSummary
 from .report.terminal import summary_lines
@@ -97,6 +98,7 @@ def pytest_llmjudge_make_judge(config: pytest.Config, spec: str) -> Judge:
     return make_judge(
         spec, base_url=settings.base_url, timeout=settings.timeout, max_retries=settings.max_retries,
         batch_size=settings.batch_size, require_key=settings.cache_mode != "replay",
+        concurrency=settings.concurrency,
     )
 
 
@@ -367,7 +369,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     calls = sum(int(r.get("judge_calls") or 0) for _, r in summary.records)
     settings = session.settings
     adaptive = settings.repeat_max if settings.repeat == "auto" else None
-    extra = config.stash.get(extra_lines_key, [])
+    extra = [*config.stash.get(extra_lines_key, []), *endpoint_notes()]
     for line in summary_lines(summary, config.stash.get(gates_key, []), judge_calls=calls,
                               adaptive_budget=adaptive, extra=extra, prices=settings.prices):
         if line.startswith("FAILED"):

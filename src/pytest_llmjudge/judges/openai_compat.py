@@ -6,6 +6,7 @@ import json
 import os
 import threading
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..errors import ConfigError
 from ..heap import import_heavy
@@ -58,8 +59,12 @@ class OpenAIJudge(ChatCompletionsJudge):
                 # one client (one connection pool) per judge; our retries (per-endpoint gate,
                 # Retry-After) replace the SDK's; the http client bounds each whole request
                 self._openai = openai
+                # a query in the base URL (``?api-version=...``, ``?key=...``) is sent with every
+                # request: the SDK joins routes onto the path, so it goes in default_query
+                parts = urlsplit(self.base_url)
                 self._client = openai.OpenAI(
-                    api_key=api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0,
+                    api_key=api_key, base_url=urlunsplit(parts._replace(query="")), timeout=self.timeout,
+                    max_retries=0, default_query=dict(parse_qsl(parts.query)) or None,
                     http_client=openai_http_client(openai, self.timeout),
                 )
             return self._client

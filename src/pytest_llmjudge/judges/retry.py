@@ -171,6 +171,23 @@ def budget_exhausted_endpoints() -> dict[str, int]:
     return {gate.endpoint: gate.budget_refusals for gate in gates if gate.budget_refusals}
 
 
+def endpoint_notes() -> list[str]:
+    """Summary lines for endpoints that rate-limited this process or ran out of retry budget."""
+    with _gates_lock:
+        gates = sorted(_gates.values(), key=lambda g: g.endpoint)
+    lines = []
+    for gate in gates:
+        if gate.rate_limited:
+            lines.append(f"judge endpoint {gate.endpoint}: {gate.rate_limited} rate-limited requests (429) "
+                         f"waited out and retried; requests in flight lowered to {gate.lowest_limit} "
+                         f"(of {gate.max_in_flight}) at the lowest")
+        if gate.budget_refusals:
+            lines.append(f"judge endpoint {gate.endpoint}: retry budget exhausted ({BUDGET_BASE:.0f} + "
+                         f"{BUDGET_PER_CALL:g} per judge call); {gate.budget_refusals} failed requests were "
+                         "not retried")
+    return lines
+
+
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
     """Exponential backoff with full jitter; ``Retry-After`` wins when the server sends it."""
     if retry_after is not None:
