@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import LLMRun, failure_messages, outcomes
 
 from pytest_llmjudge.testing.fake_server import FakeJudgeServer
