@@ -425,7 +425,7 @@ def _parse_json(text: str, shown: str) -> tuple[list[_Raw], list[str]]:
             f"{shown}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
         ) from None
     items = doc
-    top = text.count("\n", 0, _WS.match(text).end()) + 1  # type: ignore[union-attr]
+    top = text.count("\n", 0, _skip_ws(text, 0)) + 1
     if isinstance(doc, dict):
         lists = [k for k, v in doc.items() if isinstance(v, list)]
         if len(doc) == 1 and lists:
@@ -458,28 +458,34 @@ def _parse_json(text: str, shown: str) -> tuple[list[_Raw], list[str]]:
     return rows, list(columns)
 
 
+def _skip_ws(text: str, i: int) -> int:
+    """Index of the first character at or after ``i`` that is not JSON whitespace."""
+    match = _WS.match(text, i)  # always matches (maybe the empty string) up to len(text)
+    return match.end() if match else i
+
+
 def _json_item_lines(text: str, count: int) -> list[int]:
     """Start line of each element of the dataset's list (empty if it cannot be located)."""
     decoder = json.JSONDecoder()
     try:
-        i = _WS.match(text, 0).end()  # type: ignore[union-attr]
+        i = _skip_ws(text, 0)
         if text[i] == "{":  # {"key": [...]}
-            i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
-            _, i = json.decoder.scanstring(text, i + 1)  # type: ignore[attr-defined]
-            i = _WS.match(text, i).end()  # type: ignore[union-attr]
+            i = _skip_ws(text, i + 1)
+            _, i = decoder.raw_decode(text, i)  # the key
+            i = _skip_ws(text, i)
             if text[i] != ":":
                 return []
-            i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+            i = _skip_ws(text, i + 1)
         if text[i] != "[":
             return []
         offsets: list[int] = []
-        i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+        i = _skip_ws(text, i + 1)
         while len(offsets) < count:
             offsets.append(i)
             _, i = decoder.raw_decode(text, i)
-            i = _WS.match(text, i).end()  # type: ignore[union-attr]
+            i = _skip_ws(text, i)
             if text[i] == ",":
-                i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
+                i = _skip_ws(text, i + 1)
     except (ValueError, IndexError):
         return []
     lines, line, prev = [], 1, 0

@@ -85,7 +85,7 @@ def _threshold(value: object, default: float, where: str) -> float:
     if value in (None, ""):
         return default
     try:
-        number = float(value)  # type: ignore[arg-type]
+        number = float(value) if isinstance(value, (str, int, float)) else -1.0
     except (TypeError, ValueError):
         number = -1.0
     if isinstance(value, bool) or not 0.0 <= number <= 1.0:

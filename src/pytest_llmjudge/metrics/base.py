@@ -77,6 +77,15 @@ class MetricInputs:
         return {name: getattr(self, name) or "" for name in INPUT_NAMES}
 
 
+def _check_required(metric: str, requires: tuple[str, ...], inputs: MetricInputs) -> None:
+    missing = [name for name in requires if not getattr(inputs, name)]
+    if missing:
+        raise ConfigError(
+            f"metric {metric!r} needs {', '.join(f'{m}=' for m in missing)} "
+            "in assert_llm_score(...)"
+        )
+
+
 @dataclass(frozen=True)
 class Metric:
     """A judged metric.
@@ -139,12 +148,7 @@ class Metric:
         return True
 
     def check_inputs(self, inputs: MetricInputs) -> None:
-        missing = [name for name in self.requires if not getattr(inputs, name)]
-        if missing:
-            raise ConfigError(
-                f"metric {self.name!r} needs {', '.join(f'{m}=' for m in missing)} "
-                "in assert_llm_score(...)"
-            )
+        _check_required(self.name, self.requires, inputs)
 
     def messages(self, inputs: MetricInputs) -> tuple[Message, ...]:
         """System and user message; each placeholder's text is fenced (see :mod:`.fencing`)."""
@@ -200,7 +204,7 @@ class CheckMetric:
         return False
 
     def check_inputs(self, inputs: MetricInputs) -> None:
-        Metric.check_inputs(self, inputs)  # type: ignore[arg-type]
+        _check_required(self.name, self.requires, inputs)
 
     def fingerprint(self) -> str:
         return hashlib.sha256(f"{self.name}:{self.version}".encode()).hexdigest()[:16]
