@@ -115,6 +115,11 @@ def assert_llm_score(
     except JudgeError as exc:
         entry.error = exc
         raise
+    except BaseException:
+        # the user's own exception (a bug in a custom metric's score function, a test timeout):
+        # no verdict and no judge fault; the test fails with it, traceback and all
+        item.stash[entries_key].remove(entry)
+        raise
     if not entry.verdict.passed and not entry.soft:
         raise LLMScoreError(entry.verdict)
     return entry.verdict

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .errors import ConfigError
+from .errors import ConfigError, JudgeError
 from .evaluation import evaluate
 from .executor import DaemonExecutor
 from .judges import Judge, Sampling, default_judge_spec
@@ -90,7 +90,7 @@ class LLMJudgeSession:
                 verdict = sample(Sampling(), 0)
             if self._take_noise_slot(metric.name) and metric.needs_judge:
                 add_noise_samples(verdict, sample, self.settings.repeat_temperature)
-        except Exception as exc:
+        except JudgeError as exc:  # any other exception is no verdict: the test fails with it
             self.results.write_error(nodeid, metric.name, judge.name if judge else "", exc, texts)
             raise
         self.results.write(nodeid, verdict, texts)

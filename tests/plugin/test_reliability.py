@@ -1,0 +1,55 @@
+"""Issue 15: defects a demanding new user found; each test pins one fix (item number in its name)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import LLMRun, outcomes, summary_table
+
+MODES = [pytest.param("1", id="sequential"), pytest.param("16", id="concurrent")]
+
+BUGGY_METRIC = """
+from typing import Literal
+from pydantic import BaseModel
+from pytest_llmjudge import Metric
+
+class Grade(BaseModel):
+    reason: str
+    score: Literal[1, 2, 3]
+
+def user_score_function(v):
+    return v.scroe  # the user's typo
+
+buggy = Metric(name="buggy", prompt="Grade the ANSWER 1-3.\\n\\nANSWER:\\n{output}", schema=Grade,
+               score=user_score_function, scale=(1, 3))
+
+def test_buggy(assert_llm_score):
+    assert_llm_score("Paris.", metric=buggy)
+
+def test_fine(assert_llm_score):
+    assert_llm_score("The capital of France is Paris.", input="What is the capital of France?",
+                     expected="Paris is the capital of France.")
+"""
+
+
+# -- items 1 and 4: an exception other than JudgeError while judging ----------------------
+@pytest.mark.parametrize("concurrency", MODES)
+def test_item1_4_user_exception_in_metric_fails_the_test_with_its_traceback(
+    llm: LLMRun, concurrency: str
+) -> None:
+    llm.makepyfile(BUGGY_METRIC)
+    result = llm.run("--llm-concurrency", concurrency, "--junitxml=junit.xml",
+                     "--llm-results=results.jsonl")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert outcomes(result) == {"passed": {"test_fine"}, "failed": {"test_buggy"}}
+    # the user's exception and the line of their function that raised it
+    result.stdout.fnmatch_lines(["*assert_llm_score(\"Paris.\", metric=buggy)*", "*user_score_function*",
+                                 "*return v.scroe*", "E*AttributeError*scroe*"])
+    assert "JudgeError" not in result.stdout.str()
+    # the session ended normally: summary printed (no judge error counted), JUnit and results written
+    table = summary_table(result)
+    assert set(table) == {"correctness"} and table["correctness"]["judge errors"] == "0"
+    root = llm.junit()
+    assert root.find(".//testcase[@name='test_buggy']/failure") is not None
+    rows = llm.results()
+    assert [row["metric"] for row in rows] == ["correctness"]  # a user bug is no judge error row
