@@ -3,7 +3,8 @@
 Rules, for every format:
 
 * ``.csv``: read with pandas (imported only here), every value a string; an empty cell is
-  ``""``. The first non-blank line is the header; blank lines are skipped. A ``messages``
+  ``""``. The first non-blank line is the header; blank lines are skipped. Every row has as
+  many fields as the header: a missing or an extra field is an error. A ``messages``
   column holding a JSON string is decoded (see chat form below).
 * ``.json``: a list of objects, or an object with exactly one key holding that list
   (``{"cases": [...]}``); other keys would be silently ignored, so they are an error.
@@ -375,6 +376,12 @@ def _parse_csv(text: str, shown: str) -> tuple[list[_Raw], list[str]]:
     lines = _csv_record_lines(text)
     if len(lines) != len(records):
         lines = []
+    for n, (line, count) in enumerate(lines[1:], start=1):
+        if count < len(columns):  # pandas pads a short row with empty values: never silently
+            raise DatasetError(
+                f"{shown}, line {line} (row {n}): expected {len(columns)} fields like the header, "
+                f"found {count}; write an empty value as an empty field (a trailing comma)"
+            )
     rows = []
     for n, values in enumerate(body, start=1):
         data = {c: _clean(v) for c, v in zip(columns, values)}
@@ -389,11 +396,14 @@ def _csv_parser_error(message: str, text: str, shown: str) -> DatasetError:
     if ragged:
         expected, line, saw = (int(g) for g in ragged.groups())
         records = _csv_record_lines(text)
+        row = ""
         if records:
             expected = records[0][1]
-            line = next((ln for ln, n in records[1:] if n > expected), line)
+            found = next(((i, ln, n) for i, (ln, n) in enumerate(records[1:], start=1) if n > expected), None)
+            if found is not None:
+                row, line, saw = f" (row {found[0]})", found[1], found[2]
         return DatasetError(
-            f"{shown}, line {line}: expected {expected} fields like the header, found {saw}; "
+            f"{shown}, line {line}{row}: expected {expected} fields like the header, found {saw}; "
             f'quote values that contain commas ("a, b")'
         )
     if "EOF inside string" in message:

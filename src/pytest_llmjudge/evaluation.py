@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -52,7 +53,8 @@ def parse_reply(response: JudgeResponse, schema: type[BaseModel]) -> BaseModel:
 def judge_once(judge: Judge, metric: Metric, request: JudgeRequest) -> tuple[BaseModel, JudgeResponse, int]:
     """Call the judge; retry once with the validation error shown; JudgeError after that.
 
-    Returns the validated instance, the last response and how many judge calls it took.
+    A reply is valid when it matches the metric's schema and its score lies on the metric's
+    scale. Returns the validated instance, the last response and how many judge calls it took.
     """
     current = request
     response = judge.judge(current)
@@ -60,29 +62,46 @@ def judge_once(judge: Judge, metric: Metric, request: JudgeRequest) -> tuple[Bas
     for attempt in range(FORMAT_RETRIES + 1):
         try:
             parsed = parse_reply(response, metric.schema)
-            response.usage = usage
-            return parsed, response, attempt + 1
         except ValueError as exc:
-            if attempt == FORMAT_RETRIES:
-                raise JudgeError(
-                    f"{judge.name} gave no valid verdict for {metric.name}: {redact(str(exc))}",
-                    judge=judge.name,
-                    metric=metric.name,
-                ) from None
-            feedback = (
-                f"Your reply was not valid: {exc}. Reply again with only the JSON object, "
-                "valid for the schema."
+            problem = str(exc)
+        else:
+            problem = scale_problem(metric, parsed)  # runs the metric's score function: its bugs propagate
+            if problem is None:
+                response.usage = usage
+                return parsed, response, attempt + 1
+        if attempt == FORMAT_RETRIES:
+            raise JudgeError(
+                f"{judge.name} gave no valid verdict for {metric.name}: {redact(problem)}",
+                judge=judge.name,
+                metric=metric.name,
             )
-            current = JudgeRequest(
-                messages=(*request.messages, {"role": "assistant", "content": response.text},
-                          {"role": "user", "content": feedback}),
-                schema=request.schema, sampling=request.sampling, sample_index=request.sample_index,
-                score_field=request.score_field, score_values=request.score_values,
-            )
-            response = judge.judge(current)
-            for key, value in response.usage.items():
-                usage[key] = usage.get(key, 0) + value
+        feedback = (
+            f"Your reply was not valid: {problem}. Reply again with only the JSON object, "
+            "valid for the schema."
+        )
+        current = JudgeRequest(
+            messages=(*request.messages, {"role": "assistant", "content": response.text},
+                      {"role": "user", "content": feedback}),
+            schema=request.schema, sampling=request.sampling, sample_index=request.sample_index,
+            score_field=request.score_field, score_values=request.score_values,
+        )
+        response = judge.judge(current)
+        for key, value in response.usage.items():
+            usage[key] = usage.get(key, 0) + value
     raise AssertionError("unreachable")
+
+
+def scale_problem(metric: Metric, parsed: BaseModel) -> str | None:
+    """Why the verdict's raw score is invalid (not a finite number on the metric's scale), or None."""
+    raw = metric.score(parsed)
+    low, high = metric.scale
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return f"the score {raw!r} is not a number"
+    if not math.isfinite(value) or not low <= value <= high:
+        return f"the score {raw!r} is outside the scale {low:g}-{high:g} of metric {metric.name}"
+    return None
 
 
 def verdict_from_reply(

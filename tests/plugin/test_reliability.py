@@ -53,3 +53,41 @@ def test_item1_4_user_exception_in_metric_fails_the_test_with_its_traceback(
     assert root.find(".//testcase[@name='test_buggy']/failure") is not None
     rows = llm.results()
     assert [row["metric"] for row in rows] == ["correctness"]  # a user bug is no judge error row
+
+
+# -- item 9: a raw score outside the metric's scale is invalid, never clamped ---------------
+LOOSE_METRIC = """
+from pydantic import BaseModel
+from pytest_llmjudge import Metric
+
+class Grade(BaseModel):
+    reason: str
+    score: int  # the schema does not bound it: the scale must
+
+loose = Metric(name="loose", prompt="Grade the ANSWER 1-3.\\n\\nANSWER:\\n{output}", schema=Grade,
+               score=lambda v: v.score, scale=(1, 3))
+
+def test_graded(assert_llm_score):
+    v = assert_llm_score("Paris.", metric=loose, threshold=0.5)
+    print("RAW", v.raw_score)
+"""
+
+
+@pytest.mark.parametrize("concurrency", MODES)
+def test_item9_out_of_scale_score_is_retried_then_a_judge_error(llm: LLMRun, concurrency: str) -> None:
+    llm.makepyfile(LOOSE_METRIC)
+    llm.server.script('{"reason": "great", "score": 7}', '{"reason": "great", "score": 7}')
+    result = llm.run("--llm-concurrency", concurrency)
+    assert outcomes(result) == {"failed": {"test_graded"}}
+    result.stdout.fnmatch_lines(["*JudgeError*no valid verdict for loose*score 7 is outside the scale 1-3*"])
+    assert llm.server.request_count == 2
+    retry_prompt = llm.server.requests[1]["messages"][-1]["content"]
+    assert "outside the scale 1-3" in retry_prompt
+
+
+def test_item9_out_of_scale_score_then_a_valid_one_passes(llm: LLMRun) -> None:
+    llm.makepyfile(LOOSE_METRIC)
+    llm.server.script('{"reason": "great", "score": 7}', '{"reason": "good", "score": 3}')
+    result = llm.run("-s", "--llm-concurrency", "1")
+    assert outcomes(result) == {"passed": {"test_graded"}}
+    assert "RAW 3.0" in result.stdout.str()

@@ -675,3 +675,11 @@ def test_generate_and_augment_on_the_local_judge(capsys, tmp_path, monkeypatch):
         assert row["classification"] in {"geography", "science"}
         assert row["prompt"].strip() and row["initial_prompt"]
     assert any(not r["error"] for r in rows)
+
+
+def test_item10_convert_rejects_a_csv_row_missing_a_trailing_field(capsys, tmp_path):
+    (tmp_path / "short.csv").write_text("input,expected_output\nq1,a1\nq2\n")
+    code, _, err = run(capsys, "convert", "short.csv", "-o", "out.jsonl")
+    assert code == 2
+    assert "short.csv, line 3 (row 2): expected 2 fields like the header, found 1" in err
+    assert not (tmp_path / "out.jsonl").exists()

@@ -63,10 +63,9 @@ def test_csv_values_are_strings_and_na_strings_kept(tmp_path: Path) -> None:
     assert dict(case) == {"a": "NA", "b": "nan", "c": "007"}
 
 
-def test_csv_short_row_is_empty_not_nan(tmp_path: Path) -> None:
-    case = load_cases(write(tmp_path, "d.csv", "a,b\n1\n"))[0]
-    assert case["b"] in ("", None)
-    assert not isinstance(case["b"], float)
+def test_csv_short_row_is_an_error_not_an_empty_value(tmp_path: Path) -> None:
+    assert "expected 2 fields like the header, found 1" in load_error(write(tmp_path, "d.csv", "a,b\n1\n"))
+    assert load_cases(write(tmp_path, "e.csv", "a,b\n1,\n"))[0]["b"] == ""
 
 
 def test_csv_blank_lines_and_line_numbers(tmp_path: Path) -> None:
@@ -584,3 +583,20 @@ def test_import_does_not_load_pandas() -> None:
     code = "import sys, pytest_llmjudge.datasets; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# --------------------------------------------------------------------------- issue 15 item 10
+
+
+@pytest.mark.parametrize(
+    ("body", "line", "row", "found"),
+    [
+        ("input,expected_output\nq1,a1\nq2\nq3,a3\n", 3, 2, 1),  # a missing trailing field
+        ("input,expected_output\nq1,a1\nq2,a2\nq3,a3,extra\n", 4, 3, 3),  # an extra field
+    ],
+)
+def test_item10_csv_row_with_wrong_field_count_names_file_row_and_counts(
+    tmp_path: Path, body: str, line: int, row: int, found: int
+) -> None:
+    message = load_error(write(tmp_path, "qa.csv", body))
+    assert f"qa.csv, line {line} (row {row}): expected 2 fields like the header, found {found}" in message
