@@ -11,7 +11,7 @@ from .errors import ConfigError, JudgeError, LLMScoreError
 from .judges.base import Judge
 from .metrics import get_metric
 from .metrics.base import AnyMetric, MetricInputs
-from .report.texts import judged_texts
+from .report.texts import item_texts
 from .secrets import redact
 from .session import LLMJudgeSession
 from .verdict import Verdict
@@ -105,8 +105,7 @@ def assert_llm_score(
         metric=metric_obj.name,
         judge=judge_obj.name if judge_obj is not None else getattr(metric_obj, "judge_name", "check"),
         soft=session.settings.soft,
-        texts=judged_texts(inputs.as_dict(), getattr(item, "funcargs", {}).get("case"),
-                           keep_texts=session.settings.results_texts),
+        texts=item_texts(item, inputs.as_dict(), session.settings),
     )
     item.stash.setdefault(entries_key, []).append(entry)
     try:  # judged here and now: the row is written as the verdict completes

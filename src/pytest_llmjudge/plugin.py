@@ -42,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "llm_dataset(path, *, id_column=None, sample=None, seed=None, required=None, concurrent=True): "
+        "llm_dataset(path, *, id_column=None, sample=None, seed=None, required=None, group_by=None, concurrent=True): "
         "parametrize the test's `case` argument with the rows of a CSV/JSON/JSONL dataset; "
         "its cases run concurrently unless concurrent=False",
     )
@@ -119,7 +119,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             f"{metafunc.definition.nodeid}: llm_dataset takes one path, e.g. "
             '@pytest.mark.llm_dataset("data/qa.jsonl"); got ' + repr(marker.args)
         )
-    allowed = {"id_column", "sample", "seed", "required", "concurrent"}
+    allowed = {"id_column", "sample", "seed", "required", "concurrent", "group_by"}
     unknown = set(marker.kwargs) - allowed
     if unknown:
         raise pytest.Collector.CollectError(
@@ -127,10 +127,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             f"{', '.join(sorted(unknown))}; accepted: {', '.join(sorted(allowed))}"
         )
     try:
-        options = {k: v for k, v in marker.kwargs.items() if k != "concurrent"}
+        options = {k: v for k, v in marker.kwargs.items() if k not in ("concurrent", "group_by")}
         cases = load_cases(marker.args[0], base_dir=metafunc.definition.path.parent, **options)
     except DatasetError as exc:
         raise pytest.Collector.CollectError(str(exc)) from None
+    from .report.texts import check_group_by
+
+    problem = check_group_by(marker.kwargs.get("group_by"), cases)
+    if problem:
+        raise pytest.Collector.CollectError(f"{metafunc.definition.nodeid}: llm_dataset({marker.args[0]!r}): {problem}")
     metafunc.parametrize("case", cases, ids=[case.id for case in cases])
 
 
@@ -305,12 +310,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         save_baseline(settings.save_baseline, summary.records, settings.public())
         config.stash.setdefault(extra_lines_key, []).append(f"baseline saved to {settings.save_baseline}")
     if settings.html is not None:
+        from .report.groups import group_rows
         from .report.html import render_html
 
         settings.html.parent.mkdir(parents=True, exist_ok=True)
         settings.html.write_text(
             render_html(summary.records, comparison=comparison, settings=settings.public(),
-                        usage=summary.usage.as_dict(settings.prices)),
+                        usage=summary.usage.as_dict(settings.prices), breakdown=group_rows(summary)),
             encoding="utf-8",
         )
         config.stash.setdefault(extra_lines_key, []).append(f"HTML report written to {settings.html}")
@@ -333,7 +339,10 @@ def _write_markdown(config: pytest.Config, summary: RunSummary, gates: list[Gate
     step_summary = environment_summary_path(os.environ) if summary.metrics else None
     if settings.markdown is None and step_summary is None:
         return
-    text = markdown_summary(summary, gates, comparison=comparison, prices=settings.prices)
+    from .report.groups import markdown_block
+
+    text = markdown_summary(summary, gates, comparison=comparison, prices=settings.prices,
+                            groups=[markdown_block(summary)] if summary.groups else None)
     if settings.markdown is not None:
         write_markdown(text, settings.markdown, append=False)
         config.stash.setdefault(extra_lines_key, []).append(f"markdown summary written to {settings.markdown}")
@@ -347,7 +356,8 @@ def _compare_with_baseline(config: pytest.Config, summary: RunSummary, settings:
         return None
     from .regression import compare
 
-    comparison = compare(baseline, summary.records, tolerance=settings.regression_tolerance)
+    comparison = compare(baseline, summary.records, tolerance=settings.regression_tolerance,
+                         group_by=summary.group_columns())
     lines = comparison.lines()
     if comparison.regressed:
         lines[-1] = "FAILED " + lines[-1]
@@ -371,7 +381,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     adaptive = settings.repeat_max if settings.repeat == "auto" else None
     extra = [*config.stash.get(extra_lines_key, []), *endpoint_notes()]
     for line in summary_lines(summary, config.stash.get(gates_key, []), judge_calls=calls,
-                              adaptive_budget=adaptive, extra=extra, prices=settings.prices):
+                              adaptive_budget=adaptive, extra=extra, prices=settings.prices,
+                              verbose=config.get_verbosity() > 0):
         if line.startswith("FAILED"):
             terminalreporter.write_line(line, red=True, bold=True)
         else:

@@ -49,6 +49,8 @@ MAX_LISTED = 20
 TEXT_NAMES = ("input", "output", "expected", "context", "criteria", "reason")
 #: characters of a text shown in the terminal and markdown forms of a flip
 FLIP_CHARS = 300
+#: a group with fewer paired cases is shown, not tested
+MIN_GROUP_PAIRS = 5
 
 
 class BaselineError(LLMJudgeError):
@@ -69,6 +71,8 @@ class CaseResult:
     #: what was judged and the judge's reason (``input``, ``output``, ``expected``, ``context``,
     #: ``criteria``, ``reason``), when the run recorded them
     texts: dict[str, str] = field(default_factory=dict)
+    #: the dataset case's columns (and group-by values), for per-group comparisons
+    case: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -291,6 +295,16 @@ def _flag(value: Any, where: str) -> bool | None:
     raise BaselineError(f"{where}: passed {value!r} is not true or false")
 
 
+def _case_values(row: Mapping[str, Any]) -> dict[str, str]:
+    """Case columns of a row: ``case`` (JSONL, records, baselines), ``case.<column>`` (CSV), ``groups``."""
+    values: dict[str, str] = {}
+    for source in (row.get("case"), row.get("groups")):
+        if isinstance(source, Mapping):
+            values.update({str(k): str(v) for k, v in source.items() if v is not None and v != ""})
+    values.update({k[5:]: str(v) for k, v in row.items() if k.startswith("case.") and v not in (None, "")})
+    return values
+
+
 def _case(row: Mapping[str, Any], where: str) -> CaseResult:
     """Validate one verdict row (baseline case, results row or summary record)."""
     test_id, metric = row.get("test_id"), row.get("metric")
@@ -327,7 +341,7 @@ def _case(row: Mapping[str, Any], where: str) -> CaseResult:
         texts.update({k: v for k, v in row["texts"].items() if k in TEXT_NAMES and isinstance(v, str)})
     return CaseResult(test_id=test_id, metric=metric, score=score, samples=samples,
                       passed=_flag(row.get("passed"), where), threshold=_unit(row.get("threshold"), "threshold", where),
-                      error=error, texts=texts)
+                      error=error, texts=texts, case=_case_values(row))
 
 
 # --------------------------------------------------------------------------- comparison
@@ -362,6 +376,39 @@ class MetricComparison:
 
 
 @dataclass
+class GroupComparison:
+    """One metric within one group of a dataset column (``--group-by``); p is Holm-corrected."""
+
+    column: str
+    value: str
+    metric: str
+    paired: int
+    baseline_mean: float | None = None
+    current_mean: float | None = None
+    diff: float | None = None
+    low: float | None = None
+    high: float | None = None
+    p_value: float | None = None
+    p_holm: float | None = None
+    regressed: bool = False
+    improved: bool = False
+    status: str = ""
+
+    @property
+    def tested(self) -> bool:
+        return self.paired >= MIN_GROUP_PAIRS
+
+    def line(self) -> str:
+        if not self.tested:
+            return (f"{self.column}={self.value}  {self.metric}  {self.paired} paired  "
+                    f"shown, not tested (under {MIN_GROUP_PAIRS} paired cases)")
+        interval = "-" if self.low is None or self.high is None else f"[{self.low:+.3f}, {self.high:+.3f}]"
+        return (f"{self.column}={self.value}  {self.metric}  {self.paired} paired  {_f(self.baseline_mean, '.3f')} -> "
+                f"{_f(self.current_mean, '.3f')}  diff {_f(self.diff, '+.3f')} {interval}  p={_p_text(self.p_value)} "
+                f"p(Holm)={_p_text(self.p_holm)}  {self.status.upper() if self.regressed else self.status}")
+
+
+@dataclass
 class Comparison:
     """Per-metric comparison of a run against a baseline."""
 
@@ -375,14 +422,22 @@ class Comparison:
     baseline_cases: int
     current_cases: int
     notes: list[str] = field(default_factory=list)
+    groups: list[GroupComparison] = field(default_factory=list)
 
     @property
     def regressed(self) -> bool:
-        return any(m.regressed for m in self.metrics)
+        return any(m.regressed for m in self.metrics) or any(g.regressed for g in self.groups)
 
     @property
     def regressed_metrics(self) -> list[str]:
-        return [m.metric for m in self.metrics if m.regressed]
+        return [m.metric for m in self.metrics if m.regressed] + [
+            f"{g.metric} ({g.column}={g.value})" for g in self.groups if g.regressed]
+
+    def group_method_text(self) -> str:
+        tested = sum(g.tested for g in self.groups)
+        return (f"per group (Holm-corrected two-sided Wilcoxon p over {tested} tested group(s); regressed when "
+                f"p(Holm) < {1 - self.confidence:.2g} and the mean difference is below {_neg(self.tolerance)}; "
+                f"groups under {MIN_GROUP_PAIRS} paired cases shown, not tested)")
 
     def method_text(self) -> str:
         return (f"difference = current - baseline over cases paired by test id and metric; "
@@ -398,6 +453,8 @@ class Comparison:
                     f"{self.baseline_source} (tolerance {self.tolerance:g})")
         parts = [f"{m.metric} {m.baseline_mean:.3f} -> {m.current_mean:.3f}, diff {m.diff:+.3f} "
                  f"{m.interval_text()} p={_p_text(m.p_value)}" for m in self.metrics if m.regressed]
+        parts += [f"{g.metric} in {g.column}={g.value} diff {_f(g.diff, '+.3f')} p(Holm)={_p_text(g.p_holm)}"
+                  for g in self.groups if g.regressed]
         return (f"llmjudge baseline: REGRESSED against {self.baseline_source}: " + "; ".join(parts)
                 + f" (whole {self.confidence:.0%} interval below {_neg(self.tolerance)})")
 
@@ -427,6 +484,9 @@ class Comparison:
                     shown = ", ".join(items[:MAX_LISTED])
                     more = f", ... and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
                     out.append(f"{m.metric} {label} ({len(items)}): {shown}{more}")
+        if self.groups:
+            out.append(self.group_method_text() + ":")
+            out.extend(g.line() for g in self.groups)
         for m in self.metrics if flipped_texts else ():
             for flip in m.flipped[:MAX_LISTED]:
                 out.extend(_flip_lines(m.metric, flip))
@@ -454,6 +514,17 @@ class Comparison:
                        f"{_f(m.current_mean, '.3f')} | {f'**{diff}**' if m.regressed else diff} | "
                        f"{m.interval_text()} | {_p_text(m.p_value)} | {len(m.pass_to_fail)} | "
                        f"{len(m.fail_to_pass)} | {len(m.added)} | {len(m.missing)} | {status} |")
+        if self.groups:
+            out += ["", f"<sub>{_md_cell(self.group_method_text())}</sub>", "",
+                    "| column | group | metric | paired | baseline | current | diff | interval | p | p (Holm) "
+                    "| status |",
+                    "|---|---|---|---:|---:|---:|---:|:---:|---:|---:|---|"]
+            for g in self.groups:
+                interval = "-" if g.low is None or g.high is None else f"[{g.low:+.3f}, {g.high:+.3f}]"
+                status = f"❌ **{g.status}**" if g.regressed else _md_cell(g.status)
+                out.append(f"| {_md_cell(g.column)} | {_md_cell(g.value)} | {_md_cell(g.metric)} | {g.paired} | "
+                           f"{_f(g.baseline_mean, '.3f')} | {_f(g.current_mean, '.3f')} | {_f(g.diff, '+.3f')} | "
+                           f"{interval} | {_p_text(g.p_value)} | {_p_text(g.p_holm)} | {status} |")
         details = []
         for m in self.metrics:
             for label, items in (("pass → fail", m.pass_to_fail), ("fail → pass", m.fail_to_pass),
@@ -584,7 +655,7 @@ def _passed(case: CaseResult) -> bool | None:
 
 def compare(
     baseline: BaselineLike, current: BaselineLike, tolerance: float = 0.0, seed: int = 0, *,
-    confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
+    confidence: float = 0.95, n_resamples: int = N_RESAMPLES, group_by: Sequence[str] = (),
 ) -> Comparison:
     """Compare ``current`` against ``baseline`` metric by metric (see the module docstring).
 
@@ -648,8 +719,61 @@ def compare(
         else:
             result.status = "no significant change"
         results.append(result)
+    groups = _compare_groups(base_keys, cur_keys, group_by, tolerance=tolerance, seed=seed, confidence=confidence,
+                             n_resamples=n_resamples)
     return Comparison(results, tolerance, confidence, seed, n_resamples, base.source, cur.source,
-                      len(base.cases), len(cur.cases), notes)
+                      len(base.cases), len(cur.cases), notes, groups)
+
+
+def _compare_groups(
+    base_keys: dict[tuple[str, str, int], CaseResult], cur_keys: dict[tuple[str, str, int], CaseResult],
+    group_by: Sequence[str], *, tolerance: float, seed: int, confidence: float, n_resamples: int,
+) -> list[GroupComparison]:
+    """Paired test per (column, group, metric), p-values Holm-corrected over every tested group."""
+    pairs: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for key in sorted(set(base_keys) & set(cur_keys)):
+        b, c = base_keys[key], cur_keys[key]
+        if b.score is None or c.score is None:
+            continue
+        for column in dict.fromkeys(group_by):
+            value = c.case.get(column, b.case.get(column))
+            if value is not None:
+                pairs.setdefault((column, value, key[1]), []).append((b.score, c.score))
+    groups = []
+    for (column, value, metric), group_pairs in sorted(pairs.items()):
+        group = GroupComparison(column, value, metric, len(group_pairs))
+        base_scores, cur_scores = [b for b, _ in group_pairs], [c for _, c in group_pairs]
+        group.baseline_mean = math.fsum(base_scores) / len(group_pairs)
+        group.current_mean = math.fsum(cur_scores) / len(group_pairs)
+        group.diff = group.current_mean - group.baseline_mean
+        if group.tested:
+            _, low, high = paired_bootstrap_diff(base_scores, cur_scores, n_resamples=n_resamples, seed=seed,
+                                                 confidence=confidence)
+            if not math.isnan(low):
+                group.low, group.high = low, high
+            group.p_value = wilcoxon_signed_rank([c - b for b, c in group_pairs])
+        groups.append(group)
+    tested = [g for g in groups if g.p_value is not None]
+    for group, adjusted in zip(tested, holm([g.p_value or 1.0 for g in tested])):
+        group.p_holm = adjusted
+        significant = adjusted < 1 - confidence
+        group.regressed = significant and (group.diff or 0.0) < -tolerance
+        group.improved = significant and (group.diff or 0.0) > tolerance
+        group.status = "regressed" if group.regressed else "improved" if group.improved else "no significant change"
+    for group in groups:
+        group.status = group.status or "not tested"
+    return groups
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the order given."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
 
 
 # --------------------------------------------------------------------------- command line
@@ -682,6 +806,8 @@ def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--confidence", type=_confidence, default=0.95, help="interval confidence (default 0.95)")
     parser.add_argument("--resamples", type=positive_int, default=N_RESAMPLES,
                         help=f"bootstrap resamples (default {N_RESAMPLES})")
+    parser.add_argument("--group-by", action="append", default=[], metavar="COLUMN",
+                        help="also compare each group of this dataset column (repeatable; Holm-corrected)")
     parser.add_argument("-o", "--output", help="write the comparison to this file instead of stdout")
     parser.set_defaults(func=run_compare)
     return parser
@@ -696,7 +822,7 @@ def run_compare(args: argparse.Namespace) -> int:
         print(f"llmjudge compare: error: {exc}", file=sys.stderr)
         return 2
     comparison = compare(baseline, current, tolerance=args.tolerance, seed=args.seed,
-                         confidence=args.confidence, n_resamples=args.resamples)
+                         confidence=args.confidence, n_resamples=args.resamples, group_by=args.group_by)
     text = (comparison.markdown() if args.format == "markdown"
             else "\n".join(comparison.lines(flipped_texts=True)) + "\n")
     if args.output:

@@ -63,11 +63,11 @@ def test_save_and_load_baseline_round_trip(tmp_path: Path) -> None:
     assert data["created"].endswith("+00:00")
     assert data["cases"][0] == {"test_id": "t::a", "metric": "correctness", "score": 0.8,
                                 "samples": [0.8, 0.6, 1.0], "passed": True, "threshold": 0.6, "error": None,
-                                "texts": {"reason": "because"}}
+                                "texts": {"reason": "because"}, "case": {}}
     assert data["cases"][1]["samples"] is None
     assert data["cases"][3] == {"test_id": "t::c", "metric": "correctness", "score": None, "samples": None,
                                 "passed": False, "threshold": 0.6, "error": "JudgeError: 500 from judge",
-                                "texts": {"reason": "because"}}
+                                "texts": {"reason": "because"}, "case": {}}
     assert not list(path.parent.glob("*.tmp"))
 
     loaded = load_baseline(path)
@@ -417,3 +417,11 @@ def test_false_alarm_rate_and_power_over_200_seeds() -> None:
     detected = sum(simulate(seed, drop=True, n_resamples=2000).regressed for seed in range(200))
     assert false_alarms <= 10  # <= 5%; measured 3 (1.5%)
     assert detected >= 170  # >= 85%; measured 181 (90.5%)
+
+
+def test_holm_adjusted_p_values() -> None:
+    from pytest_llmjudge.regression import holm
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    assert holm([]) == []

@@ -100,6 +100,30 @@ class GateResult:
         return f"{self.metric} pass rate >= {self.required:.1%}: {verdict} ({actual})"
 
 
+def _count(summary: MetricSummary, record: dict[str, Any]) -> None:
+    """Add one verdict record to a metric's aggregates."""
+    if record.get("error") or record.get("score") is None:
+        summary.errors += 1
+        return
+    summary.scores.append(float(record["score"]))
+    summary.thresholds.add(float(record["threshold"]))
+    if record.get("samples") and ADAPTIVE in str(record.get("decision") or ""):
+        summary.adaptive_verdicts += 1
+        summary.samples_drawn += len(record["samples"])
+    if record.get("unstable"):
+        summary.unstable += 1
+    noise = record.get("noise_samples") or []
+    if len(noise) >= 2:
+        mean = sum(noise) / len(noise)
+        summary.noise_sds.append((sum((x - mean) ** 2 for x in noise) / (len(noise) - 1)) ** 0.5)
+    if record.get("cached"):
+        summary.cached += 1
+    if record["passed"]:
+        summary.passed += 1
+    else:
+        summary.failed += 1
+
+
 @dataclass
 class RunSummary:
     """Every verdict record of the run, grouped by metric."""
@@ -112,39 +136,32 @@ class RunSummary:
     k_of_n: list[tuple[str, str, float, bool, str]] = field(default_factory=list)
     usage: RunUsage = field(default_factory=RunUsage)
 
+    #: (group-by column, value) -> metric -> aggregates over that group's verdicts
+    groups: dict[tuple[str, str], dict[str, MetricSummary]] = field(default_factory=dict)
+
     def add(self, test_id: str, record: dict[str, Any]) -> None:
         self.records.append((test_id, record))
         self.usage.add(record)
         name = record["metric"]
-        summary = self.metrics.setdefault(name, MetricSummary(name))
         if record.get("judge"):
             self.judges.add(record["judge"])
+        summaries = [self.metrics.setdefault(name, MetricSummary(name))]
+        for column, value in (record.get("groups") or {}).items():
+            summaries.append(self.groups.setdefault((column, str(value)), {}).setdefault(name, MetricSummary(name)))
+        for summary in summaries:
+            _count(summary, record)
         if record.get("error") or record.get("score") is None:
-            summary.errors += 1
             self.failures.append(FailedCase(test_id, name, None, "", record.get("error") or "no verdict"))
             return
-        summary.scores.append(float(record["score"]))
-        summary.thresholds.add(float(record["threshold"]))
-        if record.get("samples") and ADAPTIVE in str(record.get("decision") or ""):
-            summary.adaptive_verdicts += 1
-            summary.samples_drawn += len(record["samples"])
-        if record.get("unstable"):
-            summary.unstable += 1
-        noise = record.get("noise_samples") or []
-        if len(noise) >= 2:
-            mean = sum(noise) / len(noise)
-            summary.noise_sds.append((sum((x - mean) ** 2 for x in noise) / (len(noise) - 1)) ** 0.5)
-        if record.get("cached"):
-            summary.cached += 1
         decision = str(record.get("decision") or "") if record.get("samples") else None
         if decision and K_OF_N in decision:
             self.k_of_n.append((test_id, name, float(record["score"]), bool(record["passed"]), decision))
-        if record["passed"]:
-            summary.passed += 1
-        else:
-            summary.failed += 1
+        if not record["passed"]:
             self.failures.append(FailedCase(test_id, name, float(record["score"]), record.get("reason", ""),
                                             decision=decision))
+
+    def group_columns(self) -> list[str]:
+        return sorted({column for column, _ in self.groups})
 
     @property
     def unstable(self) -> int:

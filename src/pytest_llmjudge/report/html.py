@@ -29,6 +29,7 @@ from ..stats import mean_interval, straddles, wilson_interval
 
 if TYPE_CHECKING:
     from ..regression import Comparison, MetricComparison
+    from .groups import GroupRow
 
 __all__ = ["render_html"]
 
@@ -170,15 +171,64 @@ def _histogram(metric: str, scores: list[float], thresholds: set[float]) -> str:
     return "".join(parts)
 
 
-def _rate_bar(rate: float, low: float, high: float) -> str:
-    width = 300
+def _rate_bar(rate: float, low: float, high: float, width: int = 300, whole: float | None = None) -> str:
+    reference = (f'<line class="whole" x1="{whole * width:.1f}" y1="0" x2="{whole * width:.1f}" y2="14">'
+                 f'<title>whole run {_pct(whole)}</title></line>' if whole is not None else "")
     return (f'<svg class="rate" width="{width}" height="14" viewBox="0 0 {width} 14" role="img" '
             f'aria-label="pass rate {_pct(rate)}, interval {_pct(low)} to {_pct(high)}">'
             f'<rect class="track" x="0" y="3" width="{width}" height="8" rx="4"/>'
             f'<rect class="fill" x="0" y="3" width="{rate * width:.1f}" height="8" rx="4"/>'
             f'<line class="whisker" x1="{low * width:.1f}" y1="7" x2="{high * width:.1f}" y2="7"/>'
             f'<line class="whisker" x1="{low * width:.1f}" y1="2" x2="{low * width:.1f}" y2="12"/>'
-            f'<line class="whisker" x1="{high * width:.1f}" y1="2" x2="{high * width:.1f}" y2="12"/></svg>')
+            f'<line class="whisker" x1="{high * width:.1f}" y1="2" x2="{high * width:.1f}" y2="12"/>'
+            f"{reference}</svg>")
+
+
+def _breakdown_section(breakdown: list[GroupRow]) -> str:
+    """Per column: a table of every group × metric, and small multiples of the pass rates."""
+    from .groups import HEADER, cells
+
+    out = ['<section id="breakdown" class="card wide"><h2>Breakdown</h2>'
+           '<p class="muted">A group differs when its 95% interval excludes the whole run\'s value; groups under '
+           '5 cases are shown, not tested. The red line in each chart is the whole run.</p>']
+    for column in dict.fromkeys(r.column for r in breakdown):
+        rows = [r for r in breakdown if r.column == column]
+        out.append(f'<h3>by {_e(column)}</h3><table class="groups" data-column="{_e(column)}"><thead><tr>'
+                   + "".join(f"<th>{_e(h)}</th>" for h in HEADER) + "</tr></thead><tbody>")
+        for row in rows:
+            out.append(f'<tr class="{_e(row.direction or "")}">' + "".join(f"<td>{_e(c)}</td>" for c in cells(row))
+                       + "</tr>")
+        out.append('</tbody></table><div class="multiples">')
+        for row in rows:
+            g = row.group
+            if g.pass_rate is None:
+                continue
+            low, high = g.pass_rate_interval() or (g.pass_rate, g.pass_rate)
+            out.append(f'<figure class="multiple" data-group="{_e(row.value)}" data-metric="{_e(row.metric)}">'
+                       f'<figcaption>{_e(row.value)} · {_e(row.metric)}</figcaption>'
+                       f"{_rate_bar(g.pass_rate, low, high, width=160, whole=row.whole.pass_rate)}"
+                       f'<div class="muted">{_pct(g.pass_rate)} of {g.judged} · {_e(row.verdict)}</div></figure>')
+        out.append("</div>")
+    out.append("</section>")
+    return "".join(out)
+
+
+def _group_comparisons(comparison: Comparison) -> str:
+    if not comparison.groups:
+        return ""
+    rows = []
+    for g in comparison.groups:
+        interval = "-" if g.low is None or g.high is None else f"[{g.low:+.3f}, {g.high:+.3f}]"
+        p = "-" if g.p_value is None else f"{g.p_value:.4f}"
+        holm = "-" if g.p_holm is None else f"{g.p_holm:.4f}"
+        diff = "-" if g.diff is None else f"{g.diff:+.3f}"
+        rows.append(f'<tr class="{"regressed" if g.regressed else "improved" if g.improved else ""}">'
+                    f"<td>{_e(g.column)}</td><td>{_e(g.value)}</td><td>{_e(g.metric)}</td><td>{g.paired}</td>"
+                    f"<td>{diff}</td><td>{interval}</td><td>{p}</td><td>{holm}</td><td>{_e(g.status)}</td></tr>")
+    return (f'<h3>Per group</h3><p class="muted">{_e(comparison.group_method_text())}</p>'
+            '<table class="cmp" id="group-comparison"><thead><tr><th>column</th><th>group</th><th>metric</th>'
+            "<th>paired</th><th>diff</th><th>interval</th><th>p</th><th>p (Holm)</th><th>status</th></tr></thead>"
+            "<tbody>" + "".join(rows) + "</tbody></table>")
 
 
 def _metric_card(metric: str, rows: list[dict[str, Any]]) -> str:
@@ -306,6 +356,7 @@ def _comparison_section(comparison: Comparison) -> str:
                          _case_list("judge error", m.errored, "errored")])
         if lists:
             out.append(f'<div class="flips" data-metric="{_e(m.metric)}"><h4>{_e(m.metric)}</h4>{lists}</div>')
+    out.append(_group_comparisons(comparison))
     out.append(_flipped_texts(comparison))
     out.append("</section>")
     return "".join(out)
@@ -374,6 +425,11 @@ code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .hist .bar{fill:#54aeff}.hist .bar.fail{fill:#ff8182}
 .hist .axis{stroke:var(--muted)}.hist .threshold{stroke:var(--bad);stroke-width:2;stroke-dasharray:4 3}
 .hist text{font-size:10px;fill:var(--muted);text-anchor:middle}
+.multiples{display:flex;flex-wrap:wrap;gap:10px;margin:8px 0 16px}
+.multiple{margin:0;padding:6px 8px;border:1px solid var(--line);border-radius:6px;width:180px}
+.multiple figcaption{font-size:12px;font-weight:600;overflow-wrap:anywhere}
+.rate .whole{stroke:var(--bad);stroke-width:2}
+table.groups tr.higher td{background:#dafbe1}table.groups tr.lower td{background:#ffebe9}
 .rate .track{fill:#eaeef2}.rate .fill{fill:var(--good)}.rate .whisker{stroke:#000;stroke-width:1.5}
 .badge{display:inline-block;padding:0 7px;border-radius:10px;font-size:12px;font-weight:600;
   border:1px solid transparent}
@@ -546,6 +602,7 @@ def render_html(
     settings: Mapping[str, Any] | None = None,
     generated: datetime | None = None,
     usage: Mapping[str, Any] | None = None,
+    breakdown: list[GroupRow] | None = None,
 ) -> str:
     """One self-contained HTML page for the run's verdict records.
 
@@ -587,6 +644,8 @@ def render_html(
     out.append('<h2>Metrics</h2><div class="cards" id="metrics">')
     out.extend(_metric_card(m, [r for r in rows if r["metric"] == m]) for m in metrics)
     out.append("</div>")
+    if breakdown:
+        out.append(_breakdown_section(breakdown))
     options = "".join(f'<option value="{_e(m)}">{_e(m)}</option>' for m in metrics)
     out.append('<h2>Cases</h2><div class="controls">'
                '<input type="search" id="filter" placeholder="Filter: test id, answer, reason…"'

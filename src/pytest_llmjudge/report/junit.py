@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from .collect import RunSummary
+from .groups import junit_properties as junit_group_properties
 from .usage import Prices
 
 
@@ -59,7 +60,7 @@ def suite_properties(summary: RunSummary, prices: Prices | None = None) -> list[
             (f"llm.{name}.pass_rate", "" if m.pass_rate is None else f"{m.pass_rate:.4f}"),
             (f"llm.{name}.judge_errors", str(m.errors)),
         ]
-    return props
+    return props + junit_group_properties(summary)
 
 
 def junit_family(config: pytest.Config) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .collect import GateResult, RunSummary
+from .groups import terminal_lines as group_lines
 from .usage import Prices
 
 MAX_FAILURES_SHOWN = 10
@@ -30,6 +31,7 @@ def summary_lines(
     adaptive_budget: int | None = None,
     extra: list[str] | None = None,
     prices: Prices | None = None,
+    verbose: bool = False,
 ) -> list[str]:
     """Per-metric table, then the lowest-scoring failures, then the pass-rate gates.
 
@@ -55,6 +57,7 @@ def summary_lines(
         lines.append("  ".join(cells).rstrip())
     lines.append("(pass rate: Wilson interval; mean score: Student-t interval over cases; "
                  "unstable: samples on both sides of the threshold)")
+    lines.extend(group_lines(summary, verbose=verbose))
     noisy = [(n, m) for n, m in sorted(summary.metrics.items()) if m.noise_sd is not None]
     if noisy:
         lines.append("judge noise floor (sd of re-judging identical answers): " + ", ".join(
