@@ -9,8 +9,8 @@ delivers, and counts bytes so a connection closed mid-body says how much arrived
   argument) its own ``DefaultHttpxClient`` over a :class:`httpx.BaseTransport` wrapper; the
   SDK maps the ``httpx.ReadTimeout`` it raises to ``APITimeoutError``.
 * ``huggingface_hub`` — :func:`hf_deadline` installs (once per session) a response hook on the
-  session its ``get_session()`` returns, active only inside ``with hf_deadline(...)`` in the
-  calling thread.
+  session its public ``get_session()`` returns (requests before 1.0, httpx after), active only
+  inside ``with hf_deadline(...)`` in the calling thread.
 
 Per-phase timeouts stay at the budget, so a server that sends nothing at all is cut by them.
 """
@@ -18,6 +18,7 @@ Per-phase timeouts stay at the budget, so a server that sends nothing at all is 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -48,7 +49,8 @@ def openai_http_client(openai: ModuleType, budget_s: float) -> Any:
     return openai.DefaultHttpxClient(transport=_deadline_transport(httpx)(inner, budget_s))
 
 
-def _deadline_transport(httpx: ModuleType) -> type:
+@functools.cache
+def _deadline_stream(httpx: ModuleType) -> type:
     class DeadlineStream(httpx.SyncByteStream):  # type: ignore[name-defined]
         def __init__(self, inner: Any, request: Any, headers: Any, deadline: float, budget: float) -> None:
             self._inner, self._request, self._headers = inner, request, headers
@@ -70,6 +72,13 @@ def _deadline_transport(httpx: ModuleType) -> type:
 
         def close(self) -> None:
             self._inner.close()
+
+    return DeadlineStream
+
+
+@functools.cache
+def _deadline_transport(httpx: ModuleType) -> type:
+    DeadlineStream = _deadline_stream(httpx)
 
     class DeadlineTransport(httpx.BaseTransport):  # type: ignore[name-defined]
         """Wraps a transport: the response body must arrive within ``budget_s`` of the request."""
@@ -98,7 +107,6 @@ class RequestDeadlineExceeded(TimeoutError):
 
 
 _local = threading.local()
-_hooked: set[int] = set()
 _hooked_lock = threading.Lock()
 
 
@@ -120,26 +128,42 @@ def _hf_session() -> Any:
         from huggingface_hub import get_session
     except ImportError:  # pragma: no cover - every supported version has it
         return None
-    session = get_session()
-    # a requests.Session (huggingface_hub < 1.0) has response hooks that run before the body
-    # is read; other session kinds keep their per-phase timeouts only
-    hooks = getattr(session, "hooks", None)
-    return session if isinstance(hooks, dict) and "response" in hooks else None
+    return get_session()
 
 
 def _install_hook(session: Any) -> None:
+    """A response hook that runs before the body is read: ``requests.Session.hooks``
+    (huggingface_hub < 1.0, one session per thread) or ``httpx.Client.event_hooks`` (later,
+    one shared client). Another kind of session keeps its per-phase timeouts only."""
     with _hooked_lock:
-        if id(session) in _hooked and _response_hook in session.hooks["response"]:
+        hooks = getattr(session, "hooks", None)
+        if isinstance(hooks, dict) and isinstance(hooks.get("response"), list):
+            if _requests_hook not in hooks["response"]:
+                hooks["response"].append(_requests_hook)
             return
-        _hooked.add(id(session))
-        session.hooks["response"].append(_response_hook)
+        event_hooks = getattr(session, "event_hooks", None)
+        if isinstance(event_hooks, dict) and _httpx_hook not in event_hooks.get("response", []):
+            event_hooks = {name: list(fns) for name, fns in event_hooks.items()}
+            event_hooks.setdefault("response", []).append(_httpx_hook)
+            session.event_hooks = event_hooks
 
 
-def _response_hook(response: Any, *args: Any, **kwargs: Any) -> Any:
+def _requests_hook(response: Any, *args: Any, **kwargs: Any) -> Any:
     active = getattr(_local, "deadline", None)
     if active is not None and hasattr(response.raw, "read1"):
         response.raw = _DeadlineRaw(response.raw, *active)
     return response
+
+
+def _httpx_hook(response: Any) -> None:
+    active = getattr(_local, "deadline", None)
+    if active is None:
+        return
+    import sys
+
+    httpx = sys.modules[type(response).__module__.partition(".")[0]]
+    stream = _deadline_stream(httpx)
+    response.stream = stream(response.stream, response.request, response.headers, *active)
 
 
 class _DeadlineRaw:

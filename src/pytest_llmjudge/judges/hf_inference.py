@@ -70,8 +70,7 @@ class HFInferenceJudge(ChatCompletionsJudge):
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
         if response is None or status is None:
-            if isinstance(exc, (ConnectionError, OSError)) or "connection" in type(exc).__name__.lower() \
-                    or "protocol" in type(exc).__name__.lower():
+            if _is_transport_error(exc):
                 return self._connection_failure(exc)
             if isinstance(exc, ValueError):  # a body that is not JSON
                 return Failure(True, f"malformed reply from the server: {redact(str(exc))[:200]}")
@@ -81,6 +80,16 @@ class HFInferenceJudge(ChatCompletionsJudge):
             retry_after=response.headers.get("retry-after"),
             auth_hint="check HF_TOKEN in the environment",
         )
+
+
+def _is_transport_error(exc: Exception) -> bool:
+    """A connection-level failure of requests (huggingface_hub < 1.0) or httpx (later)."""
+    if isinstance(exc, OSError):  # ConnectionError and friends
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"TransportError", "RequestException", "ProtocolError"}) or any(
+        word in type(exc).__name__.lower() for word in ("connect", "protocol")
+    )
 
 
 def _as_dict(output: Any) -> dict[str, Any]:
