@@ -1,0 +1,232 @@
+"""How well does a judge separate right answers from wrong ones? Measured on labelled sets.
+
+Each set is a JSONL file of (input, expected_output, output, label) rows where every question
+(``pair``) has one right (label 1) and one wrong (label 0) candidate; bench/data/ holds three,
+built from TruthfulQA and HaluEval (bench/data/NOTICE.md). For every metric and set it prints:
+
+* ROC AUC of the score against the label (0.5 = a coin; Mann-Whitney, ties count half);
+* pairwise accuracy: how often the right candidate scores above the wrong one for the same
+  question (ties count half);
+* Spearman rho of score and label, and quadratic-weighted kappa of the pass/fail verdict at
+  ``--threshold`` against the label (for graded labels, on five levels);
+* a 95% percentile bootstrap interval for each, resampling questions (both candidates together);
+* invalid verdicts (judge errors) and seconds per verdict: the wall time of the whole set
+  divided by its verdicts, with ``--concurrency`` requests in flight (the local judge decodes
+  requests that arrive together as one batch).
+
+    python bench/judge_agreement.py bench/data/truthfulqa_test.jsonl bench/data/halueval_qa_test.jsonl \\
+        --judge local:smollm2-135m --metric correctness --metric similarity
+
+``--metric`` takes a built-in metric name (judged ones use ``--judge``; checks such as
+``similarity`` need none) or ``module:attribute`` naming a Metric. Verdicts are not cached unless
+``--cache-mode rw`` is given, so the time per verdict is the judge's. ``--markdown`` prints the
+table rows the README uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_llmjudge.errors import JudgeError
+from pytest_llmjudge.evaluation import evaluate
+from pytest_llmjudge.metrics import AnyMetric, MetricInputs
+from pytest_llmjudge.stats import average_ranks
+from pytest_llmjudge.workflows import stats as wstats
+from pytest_llmjudge.workflows.calibrate import load_metric
+from pytest_llmjudge.workflows.common import add_model_options, build_cache, build_judge, close_quietly
+
+BOOTSTRAP = 2000
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Row:
+    pair: str
+    inputs: MetricInputs
+    label: float
+
+
+@dataclass(frozen=True)
+class Scored:
+    pair: str
+    label: float
+    score: float
+
+
+def load_rows(path: Path, limit: int | None) -> list[Row]:
+    rows: list[Row] = []
+    pairs: list[str] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                row = Row(pair=str(data.get("pair", data.get("id", number))),
+                          inputs=MetricInputs(output=data["output"], input=data.get("input"),
+                                              expected=data.get("expected_output"), context=data.get("context")),
+                          label=float(data["label"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                sys.exit(f"{path}:{number}: not a labelled row ({type(exc).__name__}: {exc})")
+            if row.pair not in pairs:
+                pairs.append(row.pair)
+            rows.append(row)
+    if limit is not None:
+        keep = set(pairs[:limit])
+        rows = [r for r in rows if r.pair in keep]
+    return rows
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def roc_auc(items: Sequence[Scored]) -> float | None:
+    """Mann-Whitney U / (n_pos * n_neg) with binary labels (label >= 0.5 is positive)."""
+    ranks = average_ranks([s.score for s in items])
+    positives = [r for r, s in zip(ranks, items) if s.label >= 0.5]
+    n_pos, n_neg = len(positives), len(items) - len(positives)
+    if not n_pos or not n_neg:
+        return None
+    return (sum(positives) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def pairwise_accuracy(items: Sequence[Scored]) -> float | None:
+    """Share of questions whose higher-labelled candidate scores higher (ties count half)."""
+    by_pair: dict[str, list[Scored]] = {}
+    for s in items:
+        by_pair.setdefault(s.pair, []).append(s)
+    wins = []
+    for group in by_pair.values():
+        for a in group:
+            for b in group:
+                if a.label > b.label:
+                    wins.append(1.0 if a.score > b.score else 0.5 if a.score == b.score else 0.0)
+    return statistics.fmean(wins) if wins else None
+
+
+def spearman(items: Sequence[Scored]) -> float | None:
+    return wstats.spearman([s.label for s in items], [s.score for s in items])
+
+
+def kappa_at(threshold: float) -> Callable[[Sequence[Scored]], float | None]:
+    def kappa(items: Sequence[Scored]) -> float | None:
+        graded = len({s.label for s in items}) > 2
+        k = 5 if graded else 2
+        labels = [wstats.category(s.label, k) if graded else int(s.label >= 0.5) for s in items]
+        judged = [wstats.category(s.score, k) if graded else int(s.score >= threshold) for s in items]
+        return wstats.quadratic_kappa(labels, judged, k)
+    return kappa
+
+
+def bootstrap(items: Sequence[Scored], statistic: Callable[[Sequence[Scored]], float | None],
+              seed: int = 0) -> tuple[float | None, float | None, float | None]:
+    """(estimate, low, high): percentile bootstrap over questions."""
+    estimate = statistic(items)
+    by_pair: dict[str, list[Scored]] = {}
+    for s in items:
+        by_pair.setdefault(s.pair, []).append(s)
+    groups = list(by_pair.values())
+    rng = random.Random(seed)
+    values = []
+    for _ in range(BOOTSTRAP):
+        # each draw is its own question, even when the same question is drawn twice
+        sample = [Scored(str(k), s.label, s.score) for k in range(len(groups)) for s in rng.choice(groups)]
+        value = statistic(sample)
+        if value is not None:
+            values.append(value)
+    if estimate is None or len(values) < BOOTSTRAP // 2:
+        return estimate, None, None
+    values.sort()
+    tail = (1 - CONFIDENCE) / 2
+    return estimate, values[int(tail * len(values))], values[min(len(values) - 1, int((1 - tail) * len(values)))]
+
+
+# --------------------------------------------------------------------------- run
+
+
+def score_rows(metric: AnyMetric, rows: Sequence[Row], judge, cache, concurrency: int,
+               threshold: float) -> tuple[list[Scored], int, float, list[str]]:
+    """(scored rows, judge errors, wall seconds, first error messages)."""
+    def one(row: Row) -> Scored | str:
+        try:
+            verdict = evaluate(metric, row.inputs, judge if metric.needs_judge else None,
+                               threshold=threshold, cache=cache)
+        except JudgeError as exc:
+            return str(exc)
+        return Scored(row.pair, row.label, verdict.score)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(one, rows))
+    wall = time.perf_counter() - started
+    scored = [r for r in results if isinstance(r, Scored)]
+    errors = [r for r in results if isinstance(r, str)]
+    return scored, len(errors), wall, errors[:3]
+
+
+def fmt(triple: tuple[float | None, float | None, float | None]) -> str:
+    value, low, high = triple
+    if value is None:
+        return "n/a"
+    if low is None:
+        return f"{value:.2f}"
+    return f"{value:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sets", nargs="+", type=Path, metavar="SET.jsonl")
+    parser.add_argument("--metric", action="append", metavar="NAME",
+                        help="metric to score with, repeatable (default: correctness)")
+    parser.add_argument("--limit", type=int, metavar="N", help="only the first N questions of each set")
+    parser.add_argument("--threshold", type=float, default=0.5, help="pass threshold for kappa (default: 0.5)")
+    parser.add_argument("--markdown", action="store_true", help="print README table rows too")
+    add_model_options(parser)
+    parser.set_defaults(cache_mode="off")
+    args = parser.parse_args(argv)
+    metrics = [load_metric(name) for name in (args.metric or ["correctness"])]
+    judge = build_judge(args) if any(m.needs_judge for m in metrics) else None
+    cache = build_cache(args)
+    table = []
+    try:
+        for path in args.sets:
+            rows = load_rows(path, args.limit)
+            for metric in metrics:
+                scored, errors, wall, messages = score_rows(metric, rows, judge, cache, args.concurrency,
+                                                            args.threshold)
+                who = f"{metric.name} ({judge.name})" if metric.needs_judge and judge else metric.name
+                result = {
+                    "set": path.stem, "metric": who, "n": len(rows), "invalid": errors,
+                    "auc": bootstrap(scored, roc_auc), "pairwise": bootstrap(scored, pairwise_accuracy),
+                    "spearman": bootstrap(scored, spearman), "kappa": bootstrap(scored, kappa_at(args.threshold)),
+                    "s_per_verdict": wall / max(1, len(rows)),
+                }
+                table.append(result)
+                print(f"{path.stem:24} {who:40} n={len(rows):4} invalid={errors:3}  AUC {fmt(result['auc'])}  "
+                      f"pairwise {fmt(result['pairwise'])}  Spearman {fmt(result['spearman'])}  "
+                      f"kappa {fmt(result['kappa'])}  {result['s_per_verdict']:.3f} s/verdict", flush=True)
+                for message in messages:
+                    print(f"    error: {message[:200]}")
+    finally:
+        close_quietly(cache, judge)
+    if args.markdown:
+        print("\n| set | metric (judge) | verdicts | invalid | ROC AUC [95% CI] | pairwise acc. [95% CI] "
+              "| Spearman [95% CI] | s/verdict |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in table:
+            print(f"| {r['set']} | {r['metric']} | {r['n']} | {r['invalid']} | {fmt(r['auc'])} | "
+                  f"{fmt(r['pairwise'])} | {fmt(r['spearman'])} | {r['s_per_verdict']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""bench/judge_agreement.py's statistics and the labelled sets in bench/data/ (issue 14)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "bench" / "data"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("judge_agreement_bench", ROOT / "bench" / "judge_agreement.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def scored(bench, triples):
+    return [bench.Scored(pair, label, score) for pair, label, score in triples]
+
+
+def test_auc_and_pairwise_accuracy(bench) -> None:
+    perfect = scored(bench, [("a", 1, 0.9), ("a", 0, 0.1), ("b", 1, 0.8), ("b", 0, 0.2)])
+    assert bench.roc_auc(perfect) == 1.0 and bench.pairwise_accuracy(perfect) == 1.0
+    inverted = scored(bench, [("a", 1, 0.1), ("a", 0, 0.9), ("b", 1, 0.2), ("b", 0, 0.8)])
+    assert bench.roc_auc(inverted) == 0.0 and bench.pairwise_accuracy(inverted) == 0.0
+    # a right answer ranked above its own wrong one but below the other question's wrong one
+    mixed = scored(bench, [("a", 1, 0.5), ("a", 0, 0.4), ("b", 1, 0.9), ("b", 0, 0.6)])
+    assert bench.pairwise_accuracy(mixed) == 1.0 and bench.roc_auc(mixed) == 0.75
+    ties = scored(bench, [("a", 1, 0.5), ("a", 0, 0.5)])
+    assert bench.roc_auc(ties) == 0.5 and bench.pairwise_accuracy(ties) == 0.5
+
+
+def test_bootstrap_interval_brackets_the_estimate(bench) -> None:
+    items = scored(bench, [(str(i), 1, 0.6 + (i % 3) * 0.1) for i in range(30)]
+                   + [(str(i), 0, 0.5 + (i % 5) * 0.1) for i in range(30)])
+    value, low, high = bench.bootstrap(items, bench.pairwise_accuracy)
+    assert low is not None and high is not None and low <= value <= high and high - low < 0.5
+
+
+def rows(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines()]
+
+
+def test_sets_pair_one_right_and_one_wrong_answer_and_do_not_overlap() -> None:
+    sets = {name: rows(name) for name in ("truthfulqa_dev.jsonl", "truthfulqa_test.jsonl", "halueval_qa_test.jsonl")}
+    questions = {}
+    for name, items in sets.items():
+        pairs: dict[str, list[int]] = {}
+        for row in items:
+            pairs.setdefault(row["pair"], []).append(row["label"])
+            assert row["output"] != row["expected_output"]
+        assert all(sorted(labels) == [0, 1] for labels in pairs.values()), name
+        questions[name] = {row["input"] for row in items}
+    assert not questions["truthfulqa_dev.jsonl"] & questions["truthfulqa_test.jsonl"]
