@@ -65,10 +65,11 @@ def judge_once(judge: Judge, metric: Metric, request: JudgeRequest) -> tuple[Bas
         except ValueError as exc:
             problem = str(exc)
         else:
-            problem = scale_problem(metric, parsed)  # runs the metric's score function: its bugs propagate
-            if problem is None:
+            off_scale = scale_problem(metric, parsed)  # runs the metric's score function: its bugs propagate
+            if off_scale is None:
                 response.usage = usage
                 return parsed, response, attempt + 1
+            problem = off_scale
         if attempt == FORMAT_RETRIES:
             raise JudgeError(
                 f"{judge.name} gave no valid verdict for {metric.name}: {redact(problem)}",
