@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup  # a pytest dependency on 3.10
+if sys.version_info < (3, 11):  # a pytest dependency on 3.10
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
 
 PYTEST_VERSION = tuple(int(part) for part in pytest.__version__.split(".")[:2] if part.isdigit())
 
