@@ -173,10 +173,11 @@ class _Case:
     item: pytest.Item
     steps: list[tuple[Any, pytest.TestReport]] = field(default_factory=list)  # (CallInfo, report)
     done: threading.Event = field(default_factory=threading.Event)
+    call: Any = None  # the body's CallInfo, until the main thread makes its report
     escaped: BaseException | None = None  # KeyboardInterrupt or pytest.exit from the body
 
     def failures(self) -> int:
-        return sum(1 for _, report in list(self.steps) if report.failed and not hasattr(report, "wasxfail"))
+        return sum(1 for _, report in self.steps if report.failed and not hasattr(report, "wasxfail"))
 
 
 class CaseGroup:
@@ -209,8 +210,7 @@ class CaseGroup:
             while True:
                 self._fill(self.members[id(item)])
                 case = self.pending[0]
-                while not case.done.wait(0.2):  # a bounded wait: Ctrl-C is seen at once
-                    pass
+                self._wait(case)
                 stopping = self._stopping()
                 last = (self.started == len(self.items) or stopping) and len(self.pending) == 1
                 self._finish(case, None if stopping else nextitem, last)
@@ -220,8 +220,7 @@ class CaseGroup:
                 # pytest stops after this item: the cases already running finish and are reported
                 while self.pending:
                     case = self.pending[0]
-                    while not case.done.wait(0.2):
-                        pass
+                    self._wait(case)
                     self._finish(case, None, len(self.pending) == 1)
         except BaseException:
             self._abandon()
@@ -229,9 +228,24 @@ class CaseGroup:
         if not self.pending and (self.started == len(self.items) or self._stopping()):
             self._close()
 
+    def _wait(self, case: _Case) -> None:
+        """Wait for ``case``'s body; meanwhile report the bodies that finish (for -x/--maxfail)."""
+        while not case.done.wait(0.05):  # a bounded wait: Ctrl-C is seen at once
+            self._report_done()
+        self._report_done()
+
+    def _report_done(self) -> None:
+        # reports are made on the main thread: building a failure's repr parses source with
+        # ast, which is not thread-safe on CPython 3.11 ("AST constructor recursion depth mismatch")
+        for case in self.pending:
+            if case.call is not None:
+                call, case.call = case.call, None
+                case.steps.append((call, case.item.ihook.pytest_runtest_makereport(item=case.item, call=call)))
+
     def _fill(self, needed: int) -> None:
         """Start cases while fewer than ``width`` bodies run; always up to index ``needed``."""
         lookahead = max(4 * self.width, 64)
+        self._report_done()
         while self.started < len(self.items):
             must = self.started <= needed
             running = sum(1 for c in self.pending if not c.done.is_set())
@@ -267,13 +281,12 @@ class CaseGroup:
             case.done.set()
 
     def _body(self, case: _Case) -> None:
-        """On a worker thread: the case's call phase and its report."""
+        """On a worker thread: the case's call phase."""
         item = case.item
         try:
             with self.output.phase(item, "call"):
-                call = pytest.CallInfo.from_call(lambda: self.hooks["call"](item=item), when="call",
-                                                 reraise=internals.reraised(item))
-            case.steps.append((call, item.ihook.pytest_runtest_makereport(item=item, call=call)))
+                case.call = pytest.CallInfo.from_call(lambda: self.hooks["call"](item=item), when="call",
+                                                      reraise=internals.reraised(item))
         except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread, in order
             case.escaped = exc
         finally:

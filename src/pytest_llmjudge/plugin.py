@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from . import hookspecs
-from .assertion import assert_llm_score as _assert_llm_score
-from .assertion import entries_key, item_entries
+from .assertion import assert_llm_score as _assert_llm_score, entries_key, item_entries
 from .concurrent_cases import ConcurrentCases
 from .errors import DatasetError, LLMJudgeError
 from .heap import freeze_if_pending
