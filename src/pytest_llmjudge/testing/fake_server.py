@@ -422,9 +422,8 @@ def _last_user_text(body: dict[str, Any]) -> str:
 
 def _format_type(body: dict[str, Any]) -> str | None:
     rf = body.get("response_format")
-    if isinstance(rf, dict) and isinstance(rf.get("type"), str):
-        return rf["type"]
-    return None
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    return kind if isinstance(kind, str) else None
 
 
 def find_schema(body: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
