@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from .errors import ConfigError, JudgeError, LLMScoreError
+from .evaluation import context_argument, text_argument
 from .judges.base import Judge
 from .metrics import get_metric
 from .metrics.base import AnyMetric, MetricInputs
@@ -75,9 +76,11 @@ def assert_llm_score(
             f"assert_llm_score: output must be a string, got {type(output).__name__}; "
             "pass the application's answer text"
         )
-    if isinstance(context, (list, tuple)):
-        context = "\n\n".join(str(part) for part in context)
-    inputs = MetricInputs(output=output, input=input, expected=expected, context=context, criteria=criteria)
+    where = "assert_llm_score"
+    inputs = MetricInputs(
+        output=output, input=text_argument(where, "input", input), expected=text_argument(where, "expected", expected),
+        context=context_argument(where, context), criteria=text_argument(where, "criteria", criteria),
+    )
     metric_obj.check_inputs(inputs)
     if threshold is None:
         threshold = session.settings.threshold

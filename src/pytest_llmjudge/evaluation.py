@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import JudgeError
+from .errors import ConfigError, JudgeError
 from .judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
 from .judges.parsing import extract_json_object
 from .metrics.base import AnyMetric, CheckMetric, Metric, MetricInputs
@@ -17,6 +18,31 @@ from .verdict import Verdict
 
 #: a reply that does not validate is retried this many times with the error shown to the judge
 FORMAT_RETRIES = 1
+
+
+def text_argument(where: str, name: str, value: Any) -> str | None:
+    """A judged text argument: a string, None, or a finite number (converted with ``str``).
+
+    Anything else (NaN, infinity, a bool, bytes, a dict...) is a ConfigError naming the
+    argument and its type: a judge must never grade ``"nan"`` or a repr.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        if math.isfinite(value):
+            return str(value)
+        problem = f"{value!r} (a missing value?)"
+    else:
+        problem = f"a {type(value).__name__}"
+    raise ConfigError(f"{where}: {name} must be a string (or a finite number), got {problem}")
+
+
+def context_argument(where: str, value: Any) -> str | None:
+    """``context``: a text (see :func:`text_argument`) or a list of texts joined by blank lines."""
+    if isinstance(value, (list, tuple)):
+        parts = [text_argument(where, f"context[{i}]", part) for i, part in enumerate(value)]
+        return "\n\n".join(part for part in parts if part is not None)
+    return text_argument(where, "context", value)
 
 
 def build_request(

@@ -91,3 +91,39 @@ def test_item9_out_of_scale_score_then_a_valid_one_passes(llm: LLMRun) -> None:
     result = llm.run("-s", "--llm-concurrency", "1")
     assert outcomes(result) == {"passed": {"test_graded"}}
     assert "RAW 3.0" in result.stdout.str()
+
+
+# -- item 11: non-string judged texts --------------------------------------------------------
+def test_item11_non_string_texts_are_config_errors_numbers_are_converted(llm: LLMRun) -> None:
+    llm.makepyfile(
+        """
+        import pytest
+        from pytest_llmjudge import ConfigError
+
+        def test_number_is_converted(assert_llm_score):
+            v = assert_llm_score("It is 42.", input=6 * 7, expected=42, threshold=0.0)
+            assert v.metric == "correctness"
+
+        @pytest.mark.parametrize("kwargs, message", [
+            ({"expected": float("nan")}, "expected must be a string (or a finite number), got nan"),
+            ({"input": b"What?"}, "input must be a string (or a finite number), got a bytes"),
+            ({"context": ["fine", {"doc": 1}]}, "context[[]1[]] must be a string (or a finite number), got a dict"),
+            ({"criteria": True}, "criteria must be a string (or a finite number), got a bool"),
+        ])
+        def test_bad(assert_llm_score, kwargs, message):
+            assert_llm_score("It is 42.", **kwargs)
+        """
+    )
+    result = llm.run("--llm-concurrency", "1")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert outcomes(result)["passed"] == {"test_number_is_converted"}
+    assert len(outcomes(result)["failed"]) == 4
+    result.stdout.fnmatch_lines([
+        "*ConfigError: assert_llm_score: expected must be a string (or a finite number), got nan*",
+        "*ConfigError: assert_llm_score: input must be a string (or a finite number), got a bytes*",
+        "*ConfigError: assert_llm_score: context[[]1[]] must be a string (or a finite number), got a dict*",
+        "*ConfigError: assert_llm_score: criteria must be a string (or a finite number), got a bool*",
+    ], consecutive=False)
+    assert "TypeError" not in result.stdout.str()
+    assert llm.server.request_count == 1
+    assert "42" in llm.server.requests[0]["messages"][-1]["content"]
