@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,8 +85,10 @@ def assert_llm_score(
     metric_obj.check_inputs(inputs)
     if threshold is None:
         threshold = session.settings.threshold
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ConfigError(f"assert_llm_score: threshold must be in [0, 1] (scores are normalized), got {threshold}")
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
+        raise ConfigError(
+            f"assert_llm_score: threshold must be in [0, 1] (a number: scores are normalized), got {threshold!r}"
+        )
     judge_obj = session.resolve_judge(judge) if metric_obj.needs_judge else None
     marker = item.get_closest_marker("llm_repeat")
     if marker is not None:

@@ -44,6 +44,9 @@ class VerdictCache:
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._ready = False
+        #: one warning line per problem met; after the first the cache is off for this process
+        self.problems: list[str] = []
+        self._off = False
 
     # -- keys -------------------------------------------------------------------------
     @staticmethod
@@ -103,52 +106,127 @@ class VerdictCache:
     def get(self, key: str, threshold: float) -> Verdict | None:
         """The cached verdict (``cached=True``, passed re-decided for ``threshold``), or None.
 
-        In replay mode a miss raises ReplayMissError: the judge is never called.
+        In replay mode a miss raises ReplayMissError: the judge is never called. Read-only
+        modes never create the cache: a missing file is a miss.
         """
         if self.mode == "refresh":
             return None
-        conn = self._connection()
-        row = _retry_locked(
-            lambda: conn.execute("SELECT verdict FROM verdicts WHERE key = ?", (key,)).fetchone()
-        )
-        if row is None:
-            if self.mode == "replay":
-                raise ReplayMissError(
-                    "no cached verdict for this request and --llm-cache-mode is replay: record the "
-                    "verdicts first with a normal run (--llm-cache-mode rw) and commit or copy "
-                    "the .llmjudge_cache directory"
+        row = None
+        if not self._off and (self.mode not in ("ro", "replay") or self.path.exists()):
+            try:
+                conn = self._connection()
+                row = _retry_locked(
+                    lambda: conn.execute("SELECT verdict FROM verdicts WHERE key = ?", (key,)).fetchone()
                 )
-            return None
-        data = json.loads(row[0])
-        data.update(threshold=threshold, passed=data["score"] >= threshold, cached=True, judge_calls=0)
-        return Verdict.model_validate(data)
+            except (sqlite3.Error, OSError) as exc:
+                self._turn_off(exc)
+        if row is not None:
+            try:
+                data = json.loads(row[0])
+                data.update(threshold=threshold, passed=data["score"] >= threshold, cached=True, judge_calls=0)
+                return Verdict.model_validate(data)
+            except (ValueError, TypeError, KeyError):
+                pass  # an unreadable entry is a miss; the next put replaces it
+        if self.mode == "replay":
+            unusable = f" (the cache is unusable: {self.problems[0]})" if self._off else ""
+            raise ReplayMissError(
+                "no cached verdict for this request and --llm-cache-mode is replay: record the "
+                "verdicts first with a normal run (--llm-cache-mode rw) and commit or copy "
+                "the .llmjudge_cache directory" + unusable
+            )
+        return None
 
     def put(self, key: str, verdict: Verdict) -> None:
-        if self.mode in ("ro", "replay"):
+        if self.mode in ("ro", "replay") or self._off:
             return
         data = verdict.model_dump(mode="json", exclude=set(_PER_RUN))
-        conn = self._connection()
-        _retry_locked(lambda: conn.execute(
-            "INSERT OR REPLACE INTO verdicts (key, verdict, created) VALUES (?, ?, ?)",
-            (key, json.dumps(data, separators=(",", ":")), time.time()),
-        ))
+        try:
+            conn = self._connection()
+            _retry_locked(lambda: conn.execute(
+                "INSERT OR REPLACE INTO verdicts (key, verdict, created) VALUES (?, ?, ?)",
+                (key, json.dumps(data, separators=(",", ":")), time.time()),
+            ))
+        except (sqlite3.Error, OSError) as exc:
+            self._turn_off(exc)
+
+    # -- problems ---------------------------------------------------------------------
+    def check(self) -> None:
+        """Before the run: a cache file that is not a readable verdict database is set aside
+        (renamed ``verdicts.sqlite3.corrupt-<time>``) so the run starts a fresh one."""
+        if self.mode == "off" or not self.path.exists():
+            return
+        try:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            try:
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return  # a database made before its table: the first put creates it
+            if "locked" in str(exc) or "busy" in str(exc):
+                return  # in use by another run: not corrupt
+            self._set_aside(exc)
+
+    def _set_aside(self, exc: BaseException) -> None:
+        aside = self.path.with_name(f"{FILE_NAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            self.path.replace(aside)
+            for suffix in ("-wal", "-shm"):
+                sidecar = self.path.with_name(FILE_NAME + suffix)
+                if sidecar.exists():
+                    sidecar.replace(aside.with_name(aside.name + suffix))
+        except OSError as err:
+            self._turn_off(exc, f"cannot set it aside ({err.strerror or err})")
+            return
+        self.problems.append(
+            f"llmjudge: warning: the verdict cache {self.path} is unreadable ({exc}); "
+            f"set aside as {aside.name}, the run continues with a fresh cache"
+        )
+
+    def _turn_off(self, exc: BaseException, why: str = "") -> None:
+        """Stop using the cache for this process, with a one-line warning (once)."""
+        with self._lock:
+            if self._off:
+                return
+            self._off = True
+            reason = f"{exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+            extra = f"; {why}" if why else ""
+            self.problems.append(
+                f"llmjudge: warning: cannot use the verdict cache {self.path} ({reason}){extra}; "
+                "the run continues without it"
+            )
 
     # -- maintenance ------------------------------------------------------------------
     def clear(self) -> int:
-        """Delete every entry; returns how many there were."""
-        if not self.path.exists():
-            return 0
-        conn = self._connection()
-        count = conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
-        conn.execute("DELETE FROM verdicts")
-        conn.execute("VACUUM")
-        return int(count)
+        """Delete the cache database, readable or not; returns how many entries it held."""
+        count = 0
+        if self.path.exists():
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0)
+                try:
+                    count = int(conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                count = 0  # corrupt, or without its table: removed all the same
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            self.path.with_name(FILE_NAME + suffix).unlink(missing_ok=True)
+        with self._lock:
+            self._ready = False
+        return count
 
     def stats(self) -> dict[str, Any]:
         """Entries and bytes on disk."""
         if not self.path.exists():
             return {"entries": 0, "bytes": 0, "path": str(self.path)}
-        count = self._connection().execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
+        try:
+            count = self._connection().execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
+        except (sqlite3.Error, OSError) as exc:
+            self._turn_off(exc)
+            count = 0
         size = sum(p.stat().st_size for p in self.directory.glob(FILE_NAME + "*"))
         return {"entries": int(count), "bytes": size, "path": str(self.path)}
 

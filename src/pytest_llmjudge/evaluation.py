@@ -86,6 +86,7 @@ def judge_once(judge: Judge, metric: Metric, request: JudgeRequest) -> tuple[Bas
     response = judge.judge(current)
     usage = dict(response.usage)
     for attempt in range(FORMAT_RETRIES + 1):
+        problem: str | None
         try:
             parsed = parse_reply(response, metric.schema)
         except ValueError as exc:

@@ -27,6 +27,7 @@ session_key = pytest.StashKey[LLMJudgeSession]()
 summary_key = pytest.StashKey[RunSummary]()
 gates_key = pytest.StashKey[list[GateResult]]()
 extra_lines_key = pytest.StashKey[list[str]]()
+cache_problems_key = pytest.StashKey[int]()
 baseline_key = pytest.StashKey[Any]()
 CASES_PLUGIN = "llmjudge-cases"
 
@@ -73,8 +74,11 @@ def pytest_configure(config: pytest.Config) -> None:
                 config.stash[baseline_key] = load_baseline(settings.baseline)
             except LLMJudgeError as exc:
                 raise pytest.UsageError(f"--llm-baseline: {exc}") from None
-    if settings.cache_clear and session.cache is not None:
-        session.cache.clear()
+    if session.cache is not None and not hasattr(config, "workerinput"):  # workers start after this
+        if settings.cache_clear:
+            session.cache.clear()  # removes the file: works on a corrupt cache too
+        else:
+            session.cache.check()  # a corrupt cache is set aside, with a warning at session start
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -253,8 +257,21 @@ class SummaryCollector:
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     llm = config.stash[session_key]
+    _print_cache_problems(config)
     if llm.settings.preflight is not None and not hasattr(config, "workerinput"):
         _preflight(config, llm)
+
+
+def _print_cache_problems(config: pytest.Config) -> None:
+    """Each verdict-cache warning line once: those found so far (at session start or the end)."""
+    cache = config.stash[session_key].cache
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if cache is None or reporter is None:
+        return
+    printed = config.stash.get(cache_problems_key, 0)
+    for line in cache.problems[printed:]:
+        reporter.write_line(line, yellow=True)
+    config.stash[cache_problems_key] = len(cache.problems)
 
 
 def _preflight(config: pytest.Config, llm: LLMJudgeSession) -> None:
@@ -271,7 +288,7 @@ def _preflight(config: pytest.Config, llm: LLMJudgeSession) -> None:
     except LLMJudgeError as exc:
         raise pytest.UsageError(f"--llm-preflight: {exc}") from None
     if not result.ok:
-        pytest.exit(result.describe(), returncode=pytest.ExitCode.USAGE_ERROR)
+        raise pytest.UsageError(result.describe())  # printed once (pytest.exit printed it twice)
     config.stash.setdefault(extra_lines_key, []).append(result.describe())
 
 
@@ -368,6 +385,7 @@ def _compare_with_baseline(config: pytest.Config, summary: RunSummary, settings:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     summary = config.stash.get(summary_key, None)
     session = config.stash[session_key]
+    _print_cache_problems(config)
     if session.settings.cache_stats and session.cache is not None:
         stats = session.cache.stats()
         terminalreporter.write_line(

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
-from conftest import LLMRun, outcomes, summary_table
+from conftest import QA_ROWS, LLMRun, outcomes, summary_table, write_jsonl
 
 MODES = [pytest.param("1", id="sequential"), pytest.param("16", id="concurrent")]
 
@@ -127,3 +130,109 @@ def test_item11_non_string_texts_are_config_errors_numbers_are_converted(llm: LL
     assert "TypeError" not in result.stdout.str()
     assert llm.server.request_count == 1
     assert "42" in llm.server.requests[0]["messages"][-1]["content"]
+
+
+# -- item 13: small usage defects ------------------------------------------------------------
+def test_item13_threshold_that_is_not_a_number_is_a_config_error(llm: LLMRun) -> None:
+    llm.makepyfile(
+        """
+        def test_high(assert_llm_score):
+            assert_llm_score("Paris.", input="Capital of France?", expected="Paris", threshold="high")
+        """
+    )
+    result = llm.run()
+    result.stdout.fnmatch_lines(["*ConfigError: assert_llm_score: threshold must be in [[]0, 1[]]*got 'high'"])
+    assert "ValueError" not in result.stdout.str()
+    assert llm.server.request_count == 0
+
+
+def test_item13_preflight_failure_is_printed_once(llm: LLMRun) -> None:
+    llm.qa_suite()
+    write_jsonl(llm.path / "preflight.jsonl", [dict(row, label="fail") for row in QA_ROWS])
+    result = llm.run("--llm-preflight", "preflight.jsonl")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    assert out.count("agreed with 3 of 6 labelled cases") == 1, out
+    assert out.count("cases it got wrong:") == 1
+
+
+def test_item13_replay_mode_creates_no_cache_directory(llm: LLMRun) -> None:
+    llm.makepyfile(
+        """
+        def test_one(assert_llm_score):
+            assert_llm_score("Paris.", input="Capital of France?", expected="Paris")
+        """
+    )
+    result = llm.run(cache="replay")
+    assert outcomes(result) == {"failed": {"test_one"}}
+    result.stdout.fnmatch_lines(["*ReplayMissError: no cached verdict*"])
+    assert not (llm.path / ".llmjudge_cache").exists()
+    assert llm.server.request_count == 0
+
+
+def test_item13_max_retries_is_called_retries_everywhere() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    sentences = [s for s in re.split(r"(?<=[.;|])\s", readme) if "--llm-max-retries" in s]
+    assert sentences and all("retries" in s and "attempts" not in s.replace("first attempt", "") for s in sentences)
+    from pytest_llmjudge.settings import OPTIONS
+
+    [help_text] = [h for option, _, _, h in OPTIONS if option == "--llm-max-retries"]
+    assert "Retries" in help_text and "attempts" not in help_text
+
+
+# -- item 3 (and item 1's unusable cache dir): a broken cache never fails a test -------------
+CACHED_SUITE = """
+def test_right(assert_llm_score):
+    assert_llm_score("The capital of France is Paris.", input="What is the capital of France?",
+                     expected="Paris is the capital of France.")
+
+def test_wrong(assert_llm_score):
+    assert_llm_score("Berlin.", input="What is the capital of France?", expected="Paris is the capital of France.")
+"""
+
+
+def corrupt_cache(path: Path) -> Path:
+    cache = path / ".llmjudge_cache"
+    cache.mkdir()
+    (cache / "verdicts.sqlite3").write_bytes(b"this is not an SQLite database\n" * 200)
+    return cache
+
+
+def test_item3_corrupt_cache_is_set_aside_with_one_warning_and_the_run_continues(llm: LLMRun) -> None:
+    llm.makepyfile(CACHED_SUITE)
+    cache = corrupt_cache(llm.path)
+    result = llm.run("--llm-concurrency", "1", cache="rw")
+    assert outcomes(result) == {"passed": {"test_right"}, "failed": {"test_wrong"}}
+    assert summary_table(result)["correctness"]["judge errors"] == "0"
+    warnings = [line for line in result.outlines if "verdict cache" in line and "warning" in line]
+    assert len(warnings) == 1 and "set aside as verdicts.sqlite3.corrupt-" in warnings[0], warnings
+    assert "DatabaseError" not in result.stdout.str()
+    [aside] = cache.glob("verdicts.sqlite3.corrupt-*")
+    assert aside.read_bytes().startswith(b"this is not")
+    again = llm.run("--llm-concurrency", "1", cache="rw")  # the fresh cache works
+    assert outcomes(again) == outcomes(result)
+    assert llm.server.request_count == 2
+
+
+def test_item3_cache_clear_works_on_a_corrupt_cache(llm: LLMRun) -> None:
+    llm.makepyfile(CACHED_SUITE)
+    cache = corrupt_cache(llm.path)
+    result = llm.run("--llm-cache-clear", cache="rw")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert outcomes(result) == {"passed": {"test_right"}, "failed": {"test_wrong"}}
+    assert "INTERNALERROR" not in result.stdout.str() and "warning" not in result.stdout.str()
+    assert not list(cache.glob("*.corrupt-*"))
+
+
+@pytest.mark.parametrize("concurrency", MODES)
+def test_item1_3_unusable_cache_dir_warns_once_and_the_run_continues(llm: LLMRun, concurrency: str) -> None:
+    llm.makepyfile(CACHED_SUITE)
+    (llm.path / "afile").write_text("not a directory")
+    result = llm.run("--llm-concurrency", concurrency, "--llm-cache-dir", "afile/cache", "--junitxml=junit.xml",
+                     cache="rw")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert outcomes(result) == {"passed": {"test_right"}, "failed": {"test_wrong"}}
+    warnings = [line for line in result.outlines if "cannot use the verdict cache" in line]
+    assert len(warnings) == 1 and "afile/cache" in warnings[0], result.outlines
+    assert summary_table(result)["correctness"]["judge errors"] == "0"
+    assert llm.junit().find(".//testcase[@name='test_wrong']/failure") is not None

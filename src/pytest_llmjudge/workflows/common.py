@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,11 @@ def build_judge(args: argparse.Namespace) -> Judge:
 def build_cache(args: argparse.Namespace) -> VerdictCache | None:
     if args.cache_mode == "off":
         return None
-    return VerdictCache(Path(os.path.expanduser(args.cache_dir)), mode=args.cache_mode)
+    cache = VerdictCache(Path(os.path.expanduser(args.cache_dir)), mode=args.cache_mode)
+    cache.check()  # a corrupt cache is set aside, with a one-line warning
+    for line in cache.problems:
+        print(line, file=sys.stderr)
+    return cache
 
 
 def close_quietly(*things: Any) -> None:
