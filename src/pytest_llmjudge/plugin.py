@@ -21,13 +21,14 @@ from .report import junit
 from .report.collect import GateResult, RunSummary
 from .report.terminal import summary_lines
 from .session import LLMJudgeSession
-from .settings import Settings, addoptions
+from .settings import Settings, addoptions, check_output_paths
 
 session_key = pytest.StashKey[LLMJudgeSession]()
 summary_key = pytest.StashKey[RunSummary]()
 gates_key = pytest.StashKey[list[GateResult]]()
 extra_lines_key = pytest.StashKey[list[str]]()
 cache_problems_key = pytest.StashKey[int]()
+report_errors_key = pytest.StashKey[list[str]]()
 baseline_key = pytest.StashKey[Any]()
 CASES_PLUGIN = "llmjudge-cases"
 
@@ -58,6 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "(up to --llm-concurrency at once); llm_dataset cases do by default",
     )
     settings = Settings.from_config(config)
+    if not hasattr(config, "workerinput"):
+        check_output_paths(settings)  # a usage error before any test runs, not a lost report after
     session = LLMJudgeSession(config, settings)
     config.stash[session_key] = session
     config.pluginmanager.register(ConcurrentCases(config, settings.concurrency), CASES_PLUGIN)
@@ -321,29 +324,51 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     comparison = _compare_with_baseline(config, summary, settings)
     if comparison is not None and comparison.regressed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    # each report on its own: one that cannot be written never stops the others (nor JUnit)
     if settings.save_baseline is not None and summary.records:
         from .regression import save_baseline
 
-        save_baseline(settings.save_baseline, summary.records, settings.public())
-        config.stash.setdefault(extra_lines_key, []).append(f"baseline saved to {settings.save_baseline}")
+        if _write_report(config, "--llm-save-baseline", settings.save_baseline,
+                         lambda: save_baseline(settings.save_baseline, summary.records, settings.public())):
+            config.stash.setdefault(extra_lines_key, []).append(f"baseline saved to {settings.save_baseline}")
     if settings.html is not None:
-        from .report.groups import group_rows
-        from .report.html import render_html
+        html = settings.html
 
-        settings.html.parent.mkdir(parents=True, exist_ok=True)
-        settings.html.write_text(
-            render_html(summary.records, comparison=comparison, settings=settings.public(),
-                        usage=summary.usage.as_dict(settings.prices), breakdown=group_rows(summary)),
-            encoding="utf-8",
-        )
-        config.stash.setdefault(extra_lines_key, []).append(f"HTML report written to {settings.html}")
-    _write_markdown(config, summary, gates, comparison, settings)
+        def write_html() -> None:
+            from .report.groups import group_rows
+            from .report.html import render_html
+
+            html.parent.mkdir(parents=True, exist_ok=True)
+            html.write_text(
+                render_html(summary.records, comparison=comparison, settings=settings.public(),
+                            usage=summary.usage.as_dict(settings.prices), breakdown=group_rows(summary)),
+                encoding="utf-8",
+            )
+
+        if _write_report(config, "--llm-html", html, write_html):
+            config.stash.setdefault(extra_lines_key, []).append(f"HTML report written to {html}")
+    _write_report(config, "--llm-markdown", settings.markdown or "$GITHUB_STEP_SUMMARY",
+                  lambda: _write_markdown(config, summary, gates, comparison, settings))
     totals = {"verdicts": len(summary.records), **summary.usage.as_dict(settings.prices)}
-    config.stash[session_key].results.write_run(totals)
+    _write_report(config, "--llm-results", settings.results,
+                  lambda: config.stash[session_key].results.write_run(totals))
     xml = junit.log_xml(config)
     if xml is not None and summary.metrics:
         for name, value in junit.suite_properties(summary, settings.prices):
             xml.add_global_property(name, value)
+
+
+def _write_report(config: pytest.Config, option: str, path: Any, write: Callable[[], None]) -> bool:
+    """Run one report writer; an OSError becomes one error line at the end of the run."""
+    try:
+        write()
+    except Exception as exc:  # noqa: BLE001 - reported as a line; the other reports still get written
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else f"{type(exc).__name__}: {exc}"
+        config.stash.setdefault(report_errors_key, []).append(
+            f"llmjudge: ERROR: {option}: could not write {path}: {reason}"
+        )
+        return False
+    return True
 
 
 def _write_markdown(config: pytest.Config, summary: RunSummary, gates: list[GateResult], comparison: Any,
@@ -386,6 +411,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     summary = config.stash.get(summary_key, None)
     session = config.stash[session_key]
     _print_cache_problems(config)
+    for line in config.stash.get(report_errors_key, []):
+        terminalreporter.write_line(line, red=True, bold=True)
     if session.settings.cache_stats and session.cache is not None:
         stats = session.cache.stats()
         terminalreporter.write_line(

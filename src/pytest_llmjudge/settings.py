@@ -261,3 +261,45 @@ def _path(config: pytest.Config, name: str) -> Path | None:
         return Path(config.invocation_params.dir) / cli
     value = _value(config, name)
     return Path(config.rootpath) / value if value else None
+
+
+#: the options naming a file the run writes (pytest's own --junitxml is checked by pytest)
+OUTPUT_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("--llm-results", "results"), ("--llm-html", "html"), ("--llm-save-baseline", "save_baseline"),
+    ("--llm-markdown", "markdown"),
+)
+
+
+def check_output_paths(settings: Settings) -> None:
+    """Before any test runs: every output file can be written, else a usage error naming the
+    option and the path. Nothing is created: the probe file lives in an existing directory."""
+    for option, field_name in OUTPUT_OPTIONS:
+        path: Path | None = getattr(settings, field_name, None)
+        if path is not None:
+            problem = output_path_problem(path)
+            if problem is not None:
+                raise pytest.UsageError(f"{option}={path}: {problem}")
+
+
+def output_path_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be written (created with its missing parent directories), or None."""
+    import tempfile
+
+    if path.is_dir():
+        return "is a directory; give a file name"
+    if path.exists():
+        try:
+            with path.open("a", encoding="utf-8"):
+                return None
+        except OSError as exc:
+            return f"cannot write this file ({exc.strerror or exc})"
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{ancestor} is not a directory"
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            return None
+    except OSError as exc:
+        return f"cannot write in {ancestor} ({exc.strerror or exc})"

@@ -236,3 +236,41 @@ def test_item1_3_unusable_cache_dir_warns_once_and_the_run_continues(llm: LLMRun
     assert len(warnings) == 1 and "afile/cache" in warnings[0], result.outlines
     assert summary_table(result)["correctness"]["judge errors"] == "0"
     assert llm.junit().find(".//testcase[@name='test_wrong']/failure") is not None
+
+
+# -- item 2: report paths ---------------------------------------------------------------------
+@pytest.mark.parametrize("option", ["--llm-html", "--llm-save-baseline", "--llm-results", "--llm-markdown"])
+@pytest.mark.parametrize("where", ["directory", "under a file", "proc"])
+def test_item2_unwritable_report_path_is_a_usage_error_before_any_test(llm: LLMRun, option: str, where: str) -> None:
+    llm.makepyfile(CACHED_SUITE)
+    (llm.path / "adir").mkdir()
+    (llm.path / "afile").write_text("x")
+    suffix = ".csv" if option == "--llm-results" else ".out"
+    path = {"directory": "adir", "under a file": f"afile/report{suffix}",
+            "proc": f"/proc/llmjudge/report{suffix}"}[where]
+    if option == "--llm-results" and where == "directory":
+        path = "adir.csv"
+        (llm.path / path).mkdir()
+    result = llm.run(f"{option}={path}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert f"{option}=" in err and path in err, err
+    assert "Traceback" not in err and "INTERNALERROR" not in result.stdout.str()
+    assert llm.server.request_count == 0
+
+
+def test_item2_a_report_that_fails_at_the_end_does_not_lose_the_others(llm: LLMRun) -> None:
+    llm.makepyfile(CACHED_SUITE + """
+
+def test_zz_breaks_the_html_path():
+    import os
+    os.mkdir("report.html")  # the HTML report can no longer be written
+""")
+    result = llm.run("--llm-html=report.html", "--llm-save-baseline=base.json", "--llm-results=results.jsonl",
+                     "--junitxml=junit.xml")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["*llmjudge: ERROR: --llm-html: could not write *report.html: Is a directory*"])
+    assert llm.junit().find(".//testcase[@name='test_wrong']/failure") is not None
+    assert (llm.path / "base.json").exists()
+    assert {row["metric"] for row in llm.results()} == {"correctness"}
