@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from .errors import ReplayMissError
 from .judges.base import Judge, JudgeRequest
 from .metrics.base import Metric
+from .secrets import redact
 from .verdict import Verdict
 
 T = TypeVar("T")
@@ -123,6 +124,7 @@ class VerdictCache:
         if row is not None:
             try:
                 data = json.loads(row[0])
+                data["reason"] = redact(str(data.get("reason") or ""))  # stored before redaction existed
                 data.update(threshold=threshold, passed=data["score"] >= threshold, cached=True, judge_calls=0)
                 return Verdict.model_validate(data)
             except (ValueError, TypeError, KeyError):

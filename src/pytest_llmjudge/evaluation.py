@@ -150,7 +150,7 @@ def verdict_from_reply(
         score=score,
         raw_score=raw,
         scale=(float(metric.scale[0]), float(metric.scale[1])),
-        reason=metric.reason_of(parsed),
+        reason=redact(metric.reason_of(parsed)),  # judge text: redacted before it is stored or shown
         threshold=threshold,
         passed=score >= threshold,
         judge=judge_name,
@@ -158,7 +158,7 @@ def verdict_from_reply(
         usage=response.usage,
         argmax_score=argmax_score,
         score_distribution=distribution,
-        details=metric.details(parsed) if metric.details else {},
+        details=redact_data(metric.details(parsed)) if metric.details else {},
     )
 
 
@@ -168,7 +168,7 @@ def run_check(metric: CheckMetric, inputs: MetricInputs, threshold: float) -> Ve
     score, reason = metric.check(inputs)
     score = min(1.0, max(0.0, float(score)))
     return Verdict(
-        metric=metric.name, score=score, raw_score=score, reason=reason, threshold=threshold,
+        metric=metric.name, score=score, raw_score=score, reason=redact(reason), threshold=threshold,
         passed=score >= threshold, judge=metric.judge_name, latency_s=time.perf_counter() - started,
     )
 
@@ -201,3 +201,14 @@ def evaluate(
     if cache is not None and key is not None:
         cache.put(key, verdict)
     return verdict
+
+
+def redact_data(value: Any) -> Any:
+    """``value`` with every string in it (nested lists and dicts too) passed through ``redact``."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {key: redact_data(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(item) for item in value]
+    return value

@@ -274,3 +274,37 @@ def test_zz_breaks_the_html_path():
     assert llm.junit().find(".//testcase[@name='test_wrong']/failure") is not None
     assert (llm.path / "base.json").exists()
     assert {row["metric"] for row in llm.results()} == {"correctness"}
+
+
+# -- item 15: text from the judge is redacted before it is stored or shown --------------------
+SECRET = "correct-horse-battery-staple-42"
+
+
+@pytest.mark.parametrize("results", ["results.jsonl", "results.csv"])
+def test_item15_key_echoed_in_the_reason_appears_in_no_output_file_or_cache(
+    llm: LLMRun, monkeypatch: pytest.MonkeyPatch, results: str
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    llm.makepyfile(
+        """
+        def test_low(assert_llm_score):
+            assert_llm_score("Berlin.", input="Capital of France?", expected="Paris")
+        """
+    )
+    reason = f"The request came with key {SECRET} and sk-proj-abcdef123456 in it"
+    llm.server.script(f'{{"reason": "{reason}", "score": 1}}')
+    result = llm.run("-v", "--llm-cache-mode", "rw", f"--llm-results={results}", "--junitxml=junit.xml",
+                     "-o", "junit_family=xunit1", "--llm-html=report.html", "--llm-save-baseline=base.json")
+    assert outcomes(result) == {"failed": {"test_low"}}
+    assert "The request came with key ***" in result.stdout.str()  # the reason is shown, redacted
+    files = [llm.path / name for name in (results, "junit.xml", "report.html", "base.json")]
+    files += list((llm.path / ".llmjudge_cache").glob("verdicts.sqlite3*"))
+    assert len(files) >= 5
+    for path in files:
+        data = path.read_bytes()
+        assert SECRET.encode() not in data and b"sk-proj-abcdef" not in data, path
+    assert SECRET not in result.stdout.str() + result.stderr.str()
+    assert "The request came with key ***" in (llm.path / "junit.xml").read_text()
+    again = llm.run("--llm-cache-mode", "rw", "--junitxml=junit2.xml", "-o", "junit_family=xunit1")
+    assert llm.server.request_count == 1  # from the cache, still redacted
+    assert SECRET not in (llm.path / "junit2.xml").read_text() and "key ***" in again.stdout.str()
