@@ -12,6 +12,15 @@ and prints wall time, judge requests, requests/s, the ratio to the physical limi
 (N x latency / C + the plain run's wall time) and the plugin's CPU per case above plain pytest.
 
     python bench/bench_judging.py --cases 200 --latency 0.1 --concurrency 16
+
+With ``--workloads``, instead: concurrent cases (issue 12), each workload an ``llm_dataset`` of
+N cases, cache off, best of 3, against its physical limit (N x latency / C) plus plain pytest's
+start-up: judge only with the verdict ignored / read; an app call (an OpenAI-compatible request
+to a second fake server at ``--app-latency``) then the judge, verdict ignored / read; the same
+as an ``async def`` test with ``openai.AsyncOpenAI`` as the app; and ``--llm-concurrency 1``
+against the same run with the concurrent-case machinery unregistered (``-p no:llmjudge-cases``).
+
+    python bench/bench_judging.py --workloads --cases 200 --latency 0.1 --app-latency 0.3 --concurrency 16
 """
 
 from __future__ import annotations
@@ -65,13 +74,117 @@ def run_pytest(workdir: Path, args: list[str]) -> tuple[float, float, int]:
     return wall, cpu, proc.returncode
 
 
+WORKLOAD_TEST = '''
+import openai, pytest
+
+APP = openai.OpenAI(base_url="{app_url}", api_key="sk-app", max_retries=0)
+ASYNC_APP = openai.AsyncOpenAI(base_url="{app_url}", api_key="sk-app", max_retries=0)
+EXPECTED = "Paris is the capital of France."
+
+def app(question):
+    reply = APP.chat.completions.create(model="app", messages=[{{"role": "user", "content": question}}])
+    return reply.choices[0].message.content
+
+@pytest.mark.llm_dataset("cases.jsonl")
+def test_judge_ignored(case, assert_llm_score):
+    assert_llm_score(case["answer"], input=case["question"], expected=EXPECTED)
+
+@pytest.mark.llm_dataset("cases.jsonl")
+def test_judge_read(case, assert_llm_score):
+    v = assert_llm_score(case["answer"], input=case["question"], expected=EXPECTED)
+    assert v.score >= 0 and v.reason
+
+@pytest.mark.llm_dataset("cases.jsonl")
+def test_app_judge_ignored(case, assert_llm_score):
+    assert_llm_score(app(case["question"]), input=case["question"], expected=EXPECTED)
+
+@pytest.mark.llm_dataset("cases.jsonl")
+def test_app_judge_read(case, assert_llm_score):
+    v = assert_llm_score(app(case["question"]), input=case["question"], expected=EXPECTED)
+    assert v.score >= 0 and v.reason
+
+@pytest.mark.llm_dataset("cases.jsonl")
+async def test_async_app_judge_read(case, assert_llm_score):
+    messages = [{{"role": "user", "content": case["question"]}}]
+    reply = await ASYNC_APP.chat.completions.create(model="app", messages=messages)
+    v = await assert_llm_score.async_(reply.choices[0].message.content, input=case["question"], expected=EXPECTED)
+    assert v.score >= 0 and v.reason
+
+@pytest.mark.llm_dataset("cases.jsonl")
+def test_plain(case):
+    assert case["answer"]
+'''
+
+
+def workloads(n: int, latency: float, app_latency: float, conc: int) -> None:
+    """Concurrent cases: the issue's workloads side by side, best of 3 (least wall)."""
+    import json
+
+    with FakeJudgeServer(latency=latency) as judge_server, FakeJudgeServer(latency=app_latency) as app_server, \
+            tempfile.TemporaryDirectory() as tmp:
+        def make(name: str, count: int) -> Path:
+            directory = Path(tmp) / name
+            directory.mkdir()
+            rows = [{"id": f"c{i}", "question": f"What is the capital of France? ({i})",
+                     "answer": f"The answer number {i} is Paris, the capital of France."} for i in range(count)]
+            (directory / "cases.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+            (directory / "test_workloads.py").write_text(WORKLOAD_TEST.format(app_url=app_server.url))
+            return directory
+
+        small = max(conc, n // 4)  # one at a time is slow: fewer cases
+        root, small_root = make("full", n), make("small", small)
+        judge = ["--llm-judge", "openai:fake", "--llm-base-url", judge_server.url, "--llm-cache-mode", "off",
+                 "-p", "no:randomly"]
+
+        def best(select: str, extra: list[str], tries: int = 3, where: Path | None = None) -> tuple[float, int]:
+            walls = []
+            for _ in range(tries):
+                judge_server.reset()
+                wall, _, code = run_pytest(where or root, [*judge, "-k", select, *extra])
+                walls.append(wall)
+                if code not in (0, 1):
+                    raise SystemExit(f"{select}: pytest exit code {code}")
+            return min(walls), judge_server.request_count
+
+        plain, _ = best("test_plain", [])
+        app_ms = f"{app_latency * 1000:.0f}"
+        table = []
+        for name, select, per_case in (
+            ("judge only, verdict ignored", "test_judge_ignored", latency),
+            ("judge only, verdict read", "test_judge_read", latency),
+            (f"app {app_ms} ms + judge, verdict ignored", "test_app_judge_ignored", app_latency + latency),
+            (f"app {app_ms} ms + judge, verdict read", "test_app_judge_read", app_latency + latency),
+            ("async def, AsyncOpenAI app + judge, read", "test_async_app_judge_read", app_latency + latency),
+        ):
+            wall, requests = best(select, ["--llm-concurrency", str(conc)])
+            limit = n * per_case / conc
+            table.append((name, wall, limit, plain, wall / (limit + plain), requests))
+        with_cases, _ = best("test_judge_read", ["--llm-concurrency", "1"], where=small_root)
+        without_cases, _ = best("test_judge_read", ["--llm-concurrency", "1", "-p", "no:llmjudge-cases"],
+                                where=small_root)
+
+    print(f"\n{n} cases per workload, judge {latency * 1000:.0f} ms, --llm-concurrency {conc}, cache off, best of 3")
+    print(f"{'workload':44s} {'wall s':>7s} {'limit s':>8s} {'+start-up':>9s} {'ratio':>6s} {'judge req':>9s}")
+    for name, wall, limit, start, ratio, requests in table:
+        print(f"{name:44s} {wall:7.2f} {limit:8.2f} {start:9.2f} {ratio:5.2f}x {requests:9d}")
+    print("ratio = wall / (N x latency / C + plain pytest start-up); target <= 1.3x")
+    change = (with_cases / without_cases - 1) * 100
+    print(f"--llm-concurrency 1, {small} cases: {with_cases:.2f} s; with the concurrent-case plugin unregistered: "
+          f"{without_cases:.2f} s ({change:+.1f}%; target within 5%)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workloads", action="store_true", help="concurrent cases: the issue 12 workloads")
+    parser.add_argument("--app-latency", type=float, default=0.3)
     args = parser.parse_args()
     n, latency, conc = args.cases, args.latency, args.concurrency
+    if args.workloads:
+        workloads(n, latency, args.app_latency, conc)
+        return
 
     with FakeJudgeServer(latency=latency) as server, tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
