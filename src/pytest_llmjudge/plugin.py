@@ -325,12 +325,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if comparison is not None and comparison.regressed and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     # each report on its own: one that cannot be written never stops the others (nor JUnit)
-    if settings.save_baseline is not None and summary.records:
+    baseline = settings.save_baseline
+    if baseline is not None and summary.records:
         from .regression import save_baseline
 
-        if _write_report(config, "--llm-save-baseline", settings.save_baseline,
-                         lambda: save_baseline(settings.save_baseline, summary.records, settings.public())):
-            config.stash.setdefault(extra_lines_key, []).append(f"baseline saved to {settings.save_baseline}")
+        if _write_report(config, "--llm-save-baseline", baseline,
+                         lambda: save_baseline(baseline, summary.records, settings.public())):
+            config.stash.setdefault(extra_lines_key, []).append(f"baseline saved to {baseline}")
     if settings.html is not None:
         html = settings.html
 
@@ -358,7 +359,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             xml.add_global_property(name, value)
 
 
-def _write_report(config: pytest.Config, option: str, path: Any, write: Callable[[], None]) -> bool:
+def _write_report(config: pytest.Config, option: str, path: Any, write: Callable[[], object]) -> bool:
     """Run one report writer; an OSError becomes one error line at the end of the run."""
     try:
         write()
