@@ -150,6 +150,30 @@ def test_the_limit_halves_once_per_round_and_grows_back() -> None:
     assert gate.limit == 1  # never below one
 
 
+def test_a_429_paces_new_requests_at_the_rate_the_endpoint_answered() -> None:
+    gate = EndpointGate(max_in_flight=16)
+    for _ in range(10):  # ten answers in the last second, then a 429 with Retry-After: 1
+        gate.acquire()
+        gate.release()
+        gate.succeeded()
+    gate.backoff(gate.acquire(), retry_after=1.0)
+    gate.release()
+    started = time.monotonic()
+    for _ in range(3):
+        gate.acquire()
+        gate.release()
+    # about 0.1 s apart (1 s / 10 answers), less 3% per success: never a burst
+    assert time.monotonic() - started >= 0.15
+    for _ in range(200):
+        gate.succeeded()  # successes shorten the spacing back towards none
+    time.sleep(0.15)  # the slot already promised
+    started = time.monotonic()
+    for _ in range(5):
+        gate.acquire()
+        gate.release()
+    assert time.monotonic() - started < 0.05
+
+
 def test_the_gate_bounds_requests_in_flight_across_threads() -> None:
     gate = EndpointGate(max_in_flight=3)
     running = [0]

@@ -6,6 +6,9 @@ Every request to an endpoint goes through its :class:`EndpointGate`:
   calling (test cases run concurrently, each may judge several metrics);
 * **adaptive limit** (AIMD, as promptfoo does) — a 429 halves the limit (once per round of
   requests sent at the old limit), each success grows it back by ``1/limit`` up to the maximum;
+* **pacing** — a 429 also spaces new requests at the rate the endpoint was answering just
+  before it (successes in the last ``Retry-After`` seconds), so a rate limit is met instead of
+  bounced off; each success shortens the spacing by 3% until the next 429;
 * **rate limits are not failures** — a 429 waits its ``Retry-After`` (or an exponential
   backoff) and is retried without spending the request's ``max_retries`` or the retry
   budget, for up to :data:`RATE_LIMIT_PATIENCE_S` of waiting per request;
@@ -21,6 +24,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -77,6 +81,9 @@ class EndpointGate:
         self._limit = float(self.max_in_flight)
         self._in_flight = 0
         self._round = 0  # bumped by each decrease: one decrease per round of requests
+        self._interval = 0.0  # pacing between sends, learnt from 429s
+        self._next_send = 0.0
+        self._successes: deque[float] = deque(maxlen=4096)
         self._budget = budget_base
         self._budget_per_call = budget_per_call
         #: retries refused because the budget ran out
@@ -107,9 +114,17 @@ class EndpointGate:
     def acquire(self) -> int:
         """Wait for a free slot; returns the round the request is sent in."""
         with self._cond:
-            while self._in_flight >= int(self._limit):
-                self._cond.wait()
+            while True:
+                if self._in_flight < int(self._limit):
+                    wait = self._next_send - time.monotonic()
+                    if wait <= 0:
+                        break
+                    self._cond.wait(wait)
+                else:
+                    self._cond.wait()
             self._in_flight += 1
+            if self._interval:
+                self._next_send = max(self._next_send, time.monotonic()) + self._interval
             return self._round
 
     def release(self) -> None:
@@ -120,15 +135,23 @@ class EndpointGate:
     def succeeded(self) -> None:
         """Additive increase: ``1/limit`` per success, about one slot per round."""
         with self._cond:
+            self._successes.append(time.monotonic())
+            self._interval *= 0.97
             before = int(self._limit)
             self._limit = min(float(self.max_in_flight), self._limit + 1.0 / self._limit)
             if int(self._limit) > before:
                 self._cond.notify_all()
 
-    def backoff(self, sent_in_round: int) -> None:
-        """Multiplicative decrease on a 429, once for all requests sent in the same round."""
+    def backoff(self, sent_in_round: int, retry_after: float | None = None) -> None:
+        """Multiplicative decrease on a 429, once for all requests sent in the same round, and
+        pacing at the rate of the successes in the last ``retry_after`` (or 1) seconds."""
         with self._cond:
             self.rate_limited += 1
+            window = min(max(retry_after or 1.0, 0.1), MAX_DELAY_S)
+            since = time.monotonic() - window
+            recent = sum(1 for t in self._successes if t >= since)
+            if recent >= 2:  # fewer says little about the endpoint's rate
+                self._interval = window / recent
             if sent_in_round == self._round:
                 self._limit = max(1.0, self._limit / 2)
                 self._round += 1
@@ -224,7 +247,7 @@ def call_with_retries(
             if failure is None:
                 raise
             if failure.rate_limited:
-                gate.backoff(sent_in)
+                gate.backoff(sent_in, failure.retry_after)
                 delay = backoff_delay(limited, failure.retry_after)
                 if waited + delay > RATE_LIMIT_PATIENCE_S:
                     raise JudgeError(
