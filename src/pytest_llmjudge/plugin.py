@@ -30,6 +30,7 @@ extra_lines_key = pytest.StashKey[list[str]]()
 cache_problems_key = pytest.StashKey[int]()
 report_errors_key = pytest.StashKey[list[str]]()
 baseline_key = pytest.StashKey[Any]()
+comparison_key = pytest.StashKey[Any]()
 CASES_PLUGIN = "llmjudge-cases"
 
 
@@ -70,6 +71,10 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest_html.register(config)
         summary = config.stash[summary_key] = RunSummary()
         config.pluginmanager.register(SummaryCollector(config, summary), "llmjudge-summary")
+        if config.get_verbosity() > 0:
+            from .report.progress import VerdictProgress
+
+            config.pluginmanager.register(VerdictProgress(config, summary), "llmjudge-progress")
         if settings.baseline is not None:
             from .regression import load_baseline
 
@@ -401,10 +406,7 @@ def _compare_with_baseline(config: pytest.Config, summary: RunSummary, settings:
 
     comparison = compare(baseline, summary.records, tolerance=settings.regression_tolerance,
                          group_by=summary.group_columns())
-    lines = comparison.lines()
-    if comparison.regressed:
-        lines[-1] = "FAILED " + lines[-1]
-    config.stash.setdefault(extra_lines_key, []).extend(["", *lines])
+    config.stash[comparison_key] = comparison
     return comparison
 
 
@@ -428,7 +430,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     extra = [*config.stash.get(extra_lines_key, []), *endpoint_notes()]
     for line in summary_lines(summary, config.stash.get(gates_key, []), judge_calls=calls,
                               adaptive_budget=adaptive, extra=extra, prices=settings.prices,
-                              verbose=config.get_verbosity() > 0):
+                              verbose=config.get_verbosity() > 0,
+                              comparison=config.stash.get(comparison_key, None)):
         if line.startswith("FAILED"):
             terminalreporter.write_line(line, red=True, bold=True)
         else:

@@ -112,7 +112,7 @@ def test_compare_per_group_with_holm_correction(llm: LLMRun) -> None:
         if row["difficulty"] == "hard":
             row["answer"] = "No idea, sorry."
     write_jsonl(llm.path / "qa.jsonl", rows)
-    result = llm.run("--llm-results", "current.jsonl", "--llm-soft", "--llm-baseline", "base.jsonl")
+    result = llm.run("--llm-results", "current.jsonl", "--llm-soft", "--llm-baseline", "base.jsonl", "-v")
     out = result.stdout.str()
     assert "per group (Holm-corrected" in out
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # the hard group regressed (soft: no test failed)

@@ -374,7 +374,7 @@ KOFN_MARKER_CLI = CASES_TEST.replace(
 def test_min_passes_decides_k_of_n(noisy: Noisy, test: str, extra: list[str]) -> None:
     assert test != CASES_TEST
     noisy.suite(KOFN_SCORES, test=test)
-    result = noisy.run("--llm-results", "results.jsonl", *extra)
+    result = noisy.run("--llm-results", "results.jsonl", "-v", *extra)  # -v: the k-of-n block
     assert outcomes(result) == {"passed": {"wobbly", "dips"}, "failed": {"spiky", "bad"}}
     assert noisy.calls_per_answer() == {a: [0, 1, 2] for a in KOFN_SCORES}
     rows = noisy.results()
@@ -599,7 +599,7 @@ def test_save_baseline_then_compare_same_and_worse_app(noisy: Noisy) -> None:
     assert not any("REGRESSED" in line for line in lines)
 
     noisy.set_cases(WORSE_CASES)
-    worse = noisy.run("--llm-baseline", "out/base.json")
+    worse = noisy.run("--llm-baseline", "out/base.json", "-v")  # -v: the comparison table
     worse.assert_outcomes(passed=15)  # every test passes: the session fails on the regression
     assert worse.ret == pytest.ExitCode.TESTS_FAILED
     lines = summary_section(worse)
@@ -622,7 +622,7 @@ def test_baseline_from_repeated_run_keeps_samples_and_flags_flips(noisy: Noisy) 
     assert set(samples) == set(REPEAT_SCORES)
     assert all(samples[a] == pytest.approx(normalized(raw, 3)) for a, raw in REPEAT_SCORES.items())
     noisy.set_cases({"solid": "bad", "bad": "bad", "wobbly": "wobbly", "wobblylow": "solid"})
-    result = noisy.run("--llm-repeat", "3", "--llm-baseline", "base.json")
+    result = noisy.run("--llm-repeat", "3", "--llm-baseline", "base.json", "-v")  # -v: flipped cases
     lines = summary_section(result)
     assert "correctness pass->fail (1): test_suite.py::test_case[solid]" in lines
     assert "correctness fail->pass (1): test_suite.py::test_case[wobblylow]" in lines

@@ -80,6 +80,6 @@ def test_bad_price_line_is_a_usage_error(llm: LLMRun, line: str) -> None:
 def test_run_record_is_not_a_verdict_for_compare(llm: LLMRun) -> None:
     llm.qa_suite()
     llm.run("--llm-results", "base.csv")
-    result = llm.run("--llm-baseline", "base.csv")
+    result = llm.run("--llm-baseline", "base.csv", "-v")
     assert "no regression in 1 metric(s)" in result.stdout.str()
     assert "(6 verdicts)" in result.stdout.str()

@@ -112,7 +112,7 @@ def terminal_lines(summary: RunSummary, *, verbose: bool) -> list[str]:
     if hidden:
         lines.append(f"({hidden} more group rows within their interval of the whole run or under {MIN_TESTED} "
                      "cases; -v shows all)")
-    return [*lines, ""]
+    return lines
 
 
 def junit_properties(summary: RunSummary) -> list[tuple[str, str]]:
