@@ -174,6 +174,7 @@ class _Case:
     steps: list[tuple[Any, pytest.TestReport]] = field(default_factory=list)  # (CallInfo, report)
     done: threading.Event = field(default_factory=threading.Event)
     call: Any = None  # the body's CallInfo, until the main thread makes its report
+    reported: bool = False  # the main thread has the body's report (or there is no body)
     escaped: BaseException | None = None  # KeyboardInterrupt or pytest.exit from the body
 
     def failures(self) -> int:
@@ -241,14 +242,18 @@ class CaseGroup:
             if case.call is not None:
                 call, case.call = case.call, None
                 case.steps.append((call, case.item.ihook.pytest_runtest_makereport(item=case.item, call=call)))
+            if case.done.is_set() and case.call is None:
+                case.reported = True
 
     def _fill(self, needed: int) -> None:
         """Start cases while fewer than ``width`` bodies run; always up to index ``needed``."""
         lookahead = max(4 * self.width, 64)
-        self._report_done()
         while self.started < len(self.items):
             must = self.started <= needed
-            running = sum(1 for c in self.pending if not c.done.is_set())
+            self._report_done()
+            # counted by what the main thread has seen: a body that ends meanwhile is still
+            # running here, so its failure cannot be missed by _stopping
+            running = sum(1 for c in self.pending if not c.reported)
             if not must and (running >= self.width or len(self.pending) >= lookahead or self._stopping()):
                 return
             self._start(self.items[self.started])
@@ -268,8 +273,8 @@ class CaseGroup:
         self.live.add(item)
 
         def setup() -> None:
-            self.hooks["setup"](item=item)
-            internals.setup_case(item, self.live)
+            with internals.case_setup_state(item, self.live):
+                self.hooks["setup"](item=item)
 
         with self.output.phase(item, "setup"):
             call = pytest.CallInfo.from_call(setup, when="setup", reraise=internals.reraised(item))
@@ -299,10 +304,8 @@ class CaseGroup:
             raise case.escaped
 
         def teardown() -> None:
-            try:
+            with internals.case_setup_state(item, self.live, last):
                 self.hooks["teardown"](item=item, nextitem=nextitem)
-            finally:
-                internals.teardown_case(item, nextitem, last)
 
         with self.output.phase(item, "teardown"):
             call = pytest.CallInfo.from_call(teardown, when="teardown", reraise=internals.reraised(item))

@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -47,29 +49,52 @@ def supported(item: pytest.Item) -> bool:
 def phase_hooks(item: pytest.Item) -> dict[str, Any]:
     """``pytest_runtest_setup/call/teardown`` for ``item`` without the plugins above.
 
-    ``runner`` (pytest's own module plugin) is left out of setup and teardown: its impls
-    push and pop ``SetupState``, which :func:`setup_case` and :func:`teardown_case` do instead.
+    Run setup and teardown inside :func:`case_setup_state`: pytest's runner (and, before 8.2,
+    the nose plugin) reach ``SetupState`` from their own impls, in pluggy's order.
     """
     pm = item.config.pluginmanager
-    excluded = [p for p in (pm.getplugin(name) for name in _PER_PHASE_GLOBAL) if p is not None]
-    runner = pm.getplugin("runner")
+    excluded = {p for p in (pm.getplugin(name) for name in _PER_PHASE_GLOBAL) if p is not None}
     hooks = {}
     for when, name in (("setup", "pytest_runtest_setup"), ("call", "pytest_runtest_call"),
                        ("teardown", "pytest_runtest_teardown")):
         # item.ihook may already leave out conftest plugins of other directories: keep that
         everyone = {impl.plugin for impl in getattr(pm.hook, name).get_hookimpls()}
         for_item = {impl.plugin for impl in getattr(item.ihook, name).get_hookimpls()}
-        remove = (everyone - for_item) | set(excluded)
-        if when != "call" and runner is not None:
-            remove.add(runner)
-        hooks[when] = pm.subset_hook_caller(name, remove_plugins=list(remove))
+        hooks[when] = pm.subset_hook_caller(name, remove_plugins=list((everyone - for_item) | excluded))
     return hooks
 
 
-def _stack(item: pytest.Item) -> dict[Any, Any]:
-    # Session._setupstate.stack (pytest >= 7.0): {node: ([finalizers], exc_info or None)}, in
-    # setup order; the collectors above the cases (module, class) stay on it for the group
-    return item.session._setupstate.stack
+class _CaseSetupState:
+    """Stands in for ``Session._setupstate`` while one case is set up or torn down."""
+
+    def __init__(self, real: Any, item: pytest.Item, cases: set[pytest.Item], last: bool) -> None:
+        self._real, self._item, self._cases, self._last = real, item, cases, last
+
+    def setup(self, item: pytest.Item) -> None:
+        _setup_case(self._real, item, self._cases)
+
+    def teardown_exact(self, nextitem: pytest.Item | None) -> None:
+        _teardown_case(self._real, self._item, nextitem, self._last)
+
+    def __getattr__(self, name: str) -> Any:  # addfinalizer, stack, is_node_active
+        return getattr(self._real, name)
+
+
+@contextmanager
+def case_setup_state(item: pytest.Item, cases: set[pytest.Item], last: bool = False) -> Iterator[None]:
+    """While the block runs (on the main thread), pytest's runner sets ``item`` up and tears it
+    down beside the other ``cases`` of its group; the ``last`` case also tears down to the next item.
+
+    Session._setupstate (pytest >= 7.0) is swapped for the block: setup() and teardown_exact()
+    are the only calls that differ; addfinalizer() from the cases' threads still reaches the stack.
+    """
+    session = item.session
+    real = session._setupstate
+    session._setupstate = _CaseSetupState(real, item, cases, last)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        session._setupstate = real
 
 
 def _isolate_function_fixtures(item: pytest.Item) -> None:
@@ -91,14 +116,15 @@ def _fresh(fixturedef: Any) -> Any:
     return twin
 
 
-def setup_case(item: pytest.Item, cases: set[pytest.Item]) -> None:
-    """Set ``item`` up while the ``cases`` (other items of its group) are still set up."""
+def _setup_case(real: Any, item: pytest.Item, cases: set[pytest.Item]) -> None:
     if getattr(item, "_request", None) is False:  # torn down once already (a rerun): a new request
         item._initrequest()  # type: ignore[attr-defined]  # Function._initrequest (pytest >= 7.0)
     _isolate_function_fixtures(item)
-    stack = _stack(item)
-    if not any(node in cases for node in stack):
-        item.session._setupstate.setup(item)  # parents too, as pytest does
+    # SetupState.stack (pytest >= 7.0): {node: ([finalizers], exc_info or None)} in setup order;
+    # the collectors above the cases (module, class) stay on it for the whole group
+    stack = real.stack
+    if not any(node in cases for node in stack if node is not item):
+        real.setup(item)  # the parents too, as pytest does
         return
     for node, (_, exc) in list(stack.items()):
         if exc and node not in cases:  # a parent failed its setup: every item under it fails alike
@@ -107,10 +133,8 @@ def setup_case(item: pytest.Item, cases: set[pytest.Item]) -> None:
     item.setup()
 
 
-def teardown_case(item: pytest.Item, nextitem: pytest.Item | None, last: bool) -> None:
-    """Run ``item``'s finalizers; the ``last`` case of a group also tears down to ``nextitem``."""
-    stack = _stack(item)
-    finalizers, _ = stack.pop(item, ([], None))
+def _teardown_case(real: Any, item: pytest.Item, nextitem: pytest.Item | None, last: bool) -> None:
+    finalizers, _ = real.stack.pop(item, ([], None))
     errors: list[BaseException] = []
     while finalizers:
         try:
@@ -119,7 +143,7 @@ def teardown_case(item: pytest.Item, nextitem: pytest.Item | None, last: bool) -
             errors.append(exc)  # all run, then raised together
     if last:
         try:
-            item.session._setupstate.teardown_exact(nextitem)
+            real.teardown_exact(nextitem)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
     if len(errors) == 1:
@@ -130,7 +154,7 @@ def teardown_case(item: pytest.Item, nextitem: pytest.Item | None, last: bool) -
 
 def forget_case(item: pytest.Item) -> None:
     """Drop an interrupted case from the setup stack without running its finalizers."""
-    _stack(item).pop(item, None)
+    item.session._setupstate.stack.pop(item, None)
 
 
 def release_request(item: pytest.Item) -> None:
