@@ -415,3 +415,34 @@ def test_redact_removes_url_credentials_from_any_text() -> None:
     assert "http://***@host:8/v1?key=***&x=***" in out and "/v1/chat/completions?key=***" in out
     assert redact("a plain sentence? yes.") == "a plain sentence? yes."
     assert redact_url("https://u:p@h/v1?token=abc") == "https://***@h/v1?token=***"
+
+
+# -- the public complete() (issue 13 item 6) -------------------------------------------
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_complete_free_text_and_structured(server: FakeJudgeServer, backend: str) -> None:
+    judge = make(backend, server)
+    server.script("Just words.")
+    reply = judge.complete([{"role": "user", "content": "Say something."}], sampling=Sampling(max_tokens=20))
+    assert reply.text == "Just words." and reply.finish_reason == "stop"
+    assert "response_format" not in server.requests[-1] and server.requests[-1]["max_tokens"] == 20
+    structured = judge.complete(build_request(CORRECTNESS, RIGHT).messages, schema=CorrectnessVerdict)
+    assert CorrectnessVerdict.model_validate_json(structured.text).score >= 4
+    assert server.requests[-1].get("response_format")
+
+
+def test_generation_uses_complete_and_falls_back_to_json_for_verdict_only_judges() -> None:
+    from pytest_llmjudge.workflows.generation import generate_text, generation_mode
+
+    fake = FakeJudge(lambda request: {"text": "free answer"})
+    generated = generate_text(fake, [{"role": "user", "content": "Q?"}], Sampling())
+    assert (generated.text, generated.mode) == ("free answer", "text")
+
+    class VerdictOnly:  # a custom judge from a pytest_llmjudge_make_judge hook, judge() only
+        name, endpoint = "custom:x", "in-process"
+
+        def judge(self, request):
+            return JudgeResponse(text=json.dumps({"answer": "structured answer"}))
+
+    assert generation_mode(VerdictOnly()) == "json"
+    generated = generate_text(VerdictOnly(), [{"role": "user", "content": "Q?"}], Sampling())
+    assert (generated.text, generated.mode) == ("structured answer", "json")
