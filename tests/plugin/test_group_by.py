@@ -127,3 +127,17 @@ def test_compare_per_group_with_holm_correction(llm: LLMRun) -> None:
                          "--group-by", "difficulty", "--format", "markdown"], cwd=llm.path, capture_output=True,
                         text=True, check=False).stdout
     assert "Holm" in md and "| difficulty | hard | correctness |" in md
+
+
+def test_breakdown_tokens_and_markdown_under_xdist(llm: LLMRun) -> None:
+    """-n 2: the controller aggregates every worker's records into the same breakdown and usage."""
+    pytest.importorskip("xdist")
+    llm.qa_suite(dataset(), test=TEST.format(marker=', group_by="difficulty"'))
+    result = llm.run_subprocess("-n", "2", "--llm-soft", "--llm-results", "results.jsonl", "--llm-markdown", "s.md")
+    rows = {r[1]: r for r in _breakdown(result)}
+    assert rows["easy"][3] == "6" and rows["hard"][3] == "6" and rows["easy"][-1] == "higher"
+    results = llm.results()
+    prompt = sum(r["prompt_tokens"] for r in results)
+    completion = sum(r["completion_tokens"] for r in results)
+    assert f"judge tokens: {prompt:,} prompt / {completion:,} completion" in result.stdout.str()
+    assert "| difficulty | easy | correctness | 6 | 100% [" in (llm.path / "s.md").read_text(encoding="utf-8")
