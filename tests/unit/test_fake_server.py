@@ -398,3 +398,57 @@ def test_cli_prints_url_and_exits_on_sigterm():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- fault switches (issue 15 items 5-7) ------------------------------------------------
+def _post(fake: FakeJudgeServer, content: str = "hi") -> tuple[int, dict[str, str], bytes]:
+    """One raw chat request: (status, headers, body as far as it came)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", fake.port, timeout=10)
+    body = json.dumps({"model": "m", "messages": [{"role": "user", "content": content}]})
+    try:
+        conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        try:
+            data = response.read()
+        except http.client.IncompleteRead as exc:
+            data = exc.partial
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+    finally:
+        conn.close()
+
+
+def test_rate_limit_switch():
+    with FakeJudgeServer() as fake:
+        fake.rate_limit(3, retry_after=1)
+        statuses = [_post(fake)[0] for _ in range(5)]
+        assert statuses == [200, 200, 200, 429, 429] and fake.rate_limited == 2
+        assert _post(fake)[1]["retry-after"] == "1"
+        fake.rate_limit(None)
+        assert _post(fake)[0] == 200
+
+
+def test_fail_each_switch_counts_attempts_per_distinct_body():
+    with FakeJudgeServer() as fake:
+        fake.fail_each(500, 2)
+        assert [_post(fake, "a")[0] for _ in range(3)] == [500, 500, 200]
+        assert [_post(fake, "b")[0] for _ in range(3)] == [500, 500, 200]
+
+
+def test_truncate_drop_and_drip_switches():
+    import http.client
+
+    with FakeJudgeServer() as fake:
+        fake.truncate_next(keep=10)
+        status, headers, data = _post(fake)
+        assert status == 200 and len(data) == 10 < int(headers["content-length"])
+        fake.drop_next()
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            _post(fake)
+        assert _post(fake)[0] == 200  # one request only
+        fake.drip_s = 0.01
+        started = time.monotonic()
+        status, headers, data = _post(fake)
+        assert len(data) == int(headers["content-length"])
+        assert time.monotonic() - started >= 0.01 * len(data)
