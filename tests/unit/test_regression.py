@@ -425,3 +425,28 @@ def test_holm_adjusted_p_values() -> None:
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
     assert holm([]) == []
+
+
+def test_group_comparison_from_csv_style_rows() -> None:
+    """Groups come from ``case.<column>`` (CSV), ``case`` (JSONL) or ``groups`` (records); a group
+    under 5 pairs is shown, not tested; the tested groups' p-values are Holm-corrected."""
+    def rows(scores: dict[str, float]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for i, (name, score) in enumerate(scores.items()):
+            group = name[0]
+            case = {"case.topic": group} if i % 3 == 0 else {"case": {"topic": group}} if i % 3 == 1 \
+                else {"groups": {"topic": group}}
+            out.append({"test_id": f"t::{name}", "metric": "correctness", "score": score, "threshold": 0.5, **case})
+        return out
+
+    base = {f"{g}{i}": 0.9 for g, n in (("a", 8), ("b", 8), ("c", 2)) for i in range(n)}
+    current = {name: (0.9 if name.startswith("a") else 0.1) for name in base}
+    comparison = compare(rows(base), rows(current), group_by=["topic"], n_resamples=500)
+    groups = {g.value: g for g in comparison.groups}
+    assert set(groups) == {"a", "b", "c"}
+    assert not groups["c"].tested and groups["c"].p_holm is None and groups["c"].status == "not tested"
+    assert groups["a"].status == "no significant change" and groups["a"].p_value == 1.0
+    assert groups["b"].p_value == pytest.approx(2 / 256)
+    assert groups["b"].p_holm == pytest.approx(2 * 2 / 256)  # two tested groups
+    assert groups["b"].regressed and comparison.regressed
+    assert "correctness (topic=b)" in comparison.regressed_metrics
