@@ -67,7 +67,7 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [
     ("--llm-threshold", unit_float, 0.5, "Default pass threshold on the 0-1 score (default 0.5)"),
     ("--llm-results", str, None, "Write one row per verdict to this .jsonl or .csv file"),
     ("--llm-results-texts", on_off, "on",
-     "on: results rows carry the judged texts and dataset columns; off: only the case id"),
+     "Results rows carry the judged texts and dataset columns (on, default) or only the case id (off)"),
     ("--llm-markdown", str, None,
      "Write a markdown summary to this path (also appended to $GITHUB_STEP_SUMMARY when set)"),
     ("--llm-max-retries", non_negative_int, 4, "Retries per judge request on 429/5xx/timeouts (default 4)"),
