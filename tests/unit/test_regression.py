@@ -235,7 +235,8 @@ def test_compare_with_one_pair_and_no_common_metric() -> None:
     disjoint = compare(records_of([0.5], metric="a"), records_of([0.5], metric="b"))
     assert [(m.metric, m.paired, len(m.added), len(m.missing)) for m in disjoint.metrics] == [
         ("a", 0, 0, 1), ("b", 0, 1, 0)]
-    assert not disjoint.regressed
+    # nothing paired: the comparison proves nothing, so it fails (issue 15 item 8)
+    assert disjoint.regressed and disjoint.pairing_problem is not None
 
 
 def test_settings_difference_is_noted() -> None:
@@ -450,3 +451,30 @@ def test_group_comparison_from_csv_style_rows() -> None:
     assert groups["b"].p_holm == pytest.approx(2 * 2 / 256)  # two tested groups
     assert groups["b"].regressed and comparison.regressed
     assert "correctness (topic=b)" in comparison.regressed_metrics
+
+
+# --------------------------------------------------------------------------- issue 15 item 8
+
+
+def test_item8_pairing_survives_a_moved_rootdir() -> None:
+    base = [(f"test_qa.py::test_qa[c{i}]", record(0.8)) for i in range(6)]
+    deeper = [(f"suite/test_qa.py::test_qa[c{i}]", record(0.6 if i % 3 == 0 else 0.8)) for i in range(6)]
+    for baseline, current in ((base, deeper), (deeper, base)):
+        result = compare(baseline, current)
+        (m,) = result.metrics
+        assert m.paired == 6 and not m.added and not m.missing
+        assert result.pairing_problem is None
+        assert any("suite/" in note and "rootdir" in note for note in result.notes), result.notes
+
+
+def test_item8_fewer_than_half_paired_fails_naming_an_id_from_each_side() -> None:
+    base = [(f"test_qa.py::test_qa[c{i}]", record(0.8)) for i in range(6)]
+    current = [(f"test_other.py::test_x[c{i}]", record(0.8)) for i in range(6)] + base[:2]
+    result = compare(base, current)
+    assert result.regressed
+    assert result.pairing_problem is not None
+    assert "only 2 of the baseline's 6 cases paired" in result.pairing_problem
+    assert "'test_qa.py::test_qa[c2]'" in result.pairing_problem
+    assert "'test_other.py::test_x[c0]'" in result.pairing_problem
+    assert result.summary_line() == f"llmjudge baseline: {result.pairing_problem}"
+    assert not compare(base, base[:3]).regressed  # half of them paired: compared as usual
