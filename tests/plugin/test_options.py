@@ -125,10 +125,11 @@ def test_bad_judge_spec_is_a_clear_error(pytester: pytest.Pytester) -> None:
         """
     )
     result = pytester.runpytest_inprocess("--llm-judge", "gpt-4o", "--llm-cache-mode", "off")
-    assert result.ret != pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["*invalid judge spec 'gpt-4o': use BACKEND:MODEL*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # before any test runs (issue 15 item 12)
+    result.stderr.fnmatch_lines(["*invalid judge spec 'gpt-4o' (did you mean openai:gpt-4o?): use BACKEND:MODEL*"])
     result = pytester.runpytest_inprocess("--llm-judge", "anthropic:claude", "--llm-cache-mode", "off")
-    result.stdout.fnmatch_lines(["*unknown judge backend 'anthropic'*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown judge backend 'anthropic'*"])
 
 
 def test_openai_judge_without_key_or_base_url_says_what_to_set(pytester: pytest.Pytester) -> None:
@@ -139,8 +140,8 @@ def test_openai_judge_without_key_or_base_url_says_what_to_set(pytester: pytest.
         """
     )
     result = pytester.runpytest_inprocess("--llm-judge", "openai:gpt-4o-mini", "--llm-cache-mode", "off")
-    result.assert_outcomes(errors=0, failed=1)
-    result.stdout.fnmatch_lines(["*needs an API key: set the OPENAI_API_KEY environment variable*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # one usage error, not one failure per test
+    result.stderr.fnmatch_lines(["*needs an API key: set the OPENAI_API_KEY environment variable*"])
 
 
 def test_base_url_from_environment(llm: LLMRun, monkeypatch: pytest.MonkeyPatch) -> None:
