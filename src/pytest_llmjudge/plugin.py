@@ -156,7 +156,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     header names every dataset column of the collected tests."""
     from .report.texts import case_columns
 
-    _check_default_judge(session.config, session.items)
+    if not hasattr(session.config, "workerinput"):  # xdist workers: the controller checked at session start
+        _check_default_judge(session.config, session.items)
     llm = session.config.stash[session_key]
     columns: dict[str, None] = {}
     for item in session.items:
@@ -272,6 +273,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         for line in separate_path_argument_warnings(config):
             reporter.write_line(line, yellow=True)
     _print_cache_problems(config)
+    if (llm.settings.judge is not None and not hasattr(config, "workerinput")
+            and config.pluginmanager.has_plugin("dsession")):
+        _check_default_judge(config, None)  # xdist: the controller collects nothing; check before workers run
     if llm.settings.preflight is not None and not hasattr(config, "workerinput"):
         _preflight(config, llm)
 

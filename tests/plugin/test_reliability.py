@@ -405,3 +405,13 @@ def test_item8_baseline_of_other_tests_fails_the_run_naming_ids(llm: LLMRun) -> 
         "FAILED llmjudge baseline: only 0 of the baseline's 6 cases paired with this run*"
         "e.g. baseline 'test_qa.py::test_qa[[]*[]]' vs this run 'test_renamed.py::test_renamed[[]*[]]'*",
     ])
+
+
+def test_item12_bad_judge_spec_under_xdist_is_one_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(JUDGING_SUITE)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly", "--llm-judge", "gpt4",
+                                           "--llm-cache-mode", "off", timeout=120)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    err = result.stderr.str()
+    assert err.count("invalid judge spec 'gpt4'") == 1, err
+    assert "INTERNALERROR" not in result.stdout.str() + err
