@@ -415,3 +415,21 @@ def test_item12_bad_judge_spec_under_xdist_is_one_usage_error(pytester: pytest.P
     err = result.stderr.str()
     assert err.count("invalid judge spec 'gpt4'") == 1, err
     assert "INTERNALERROR" not in result.stdout.str() + err
+
+
+def test_item1_pytest_timeout_firing_mid_judge_fails_that_test_and_the_session_ends_normally(llm: LLMRun) -> None:
+    llm.makepyfile(CACHED_SUITE + """
+
+def test_hangs(assert_llm_score):
+    assert_llm_score("Paris.", input="Capital of France?", expected="Paris", judge="openai:slow")
+""")
+    llm.server.latency = lambda body: 30.0 if body.get("model") == "slow" else 0.0
+    result = llm.run("--llm-concurrency", "1", "--timeout", "2", "--timeout-method", "signal",
+                     "--junitxml=junit.xml", "--llm-results=results.jsonl", "-p", "timeout")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "INTERNALERROR" not in result.stdout.str()
+    assert outcomes(result) == {"passed": {"test_right"}, "failed": {"test_wrong", "test_hangs"}}
+    result.stdout.fnmatch_lines(["*Failed: Timeout*"])
+    assert summary_table(result)["correctness"]["judge errors"] == "0"
+    assert llm.junit().find(".//testcase[@name='test_hangs']/failure") is not None
+    assert len(llm.results()) == 2
