@@ -634,3 +634,50 @@ def test_async_cases_run_cooperatively_on_one_loop(llm: LLMRun, plugins: list[st
         assert peaks["16"].split()[0] == "1"
     else:
         assert peaks == {"16": "6 1", "1": "1 1"}  # six at once, all on one event loop
+
+
+def test_broader_fixtures_are_shared_and_torn_down_where_pytest_tears_them_down(llm: LLMRun) -> None:
+    log = llm.path / "events.txt"
+    llm.pytester.makeconftest(f"""
+import pytest
+
+def note(text):
+    with open({str(log)!r}, "a") as handle:
+        handle.write(text + "\\n")
+
+@pytest.fixture(scope="module")
+def per_module(request):
+    note("setup " + request.module.__name__)
+    yield request.module.__name__
+    note("teardown " + request.module.__name__)
+
+@pytest.fixture(scope="session")
+def per_session():
+    note("setup session")
+    yield
+    note("teardown session")
+""")
+    for name in ("test_one", "test_two"):
+        llm.pytester.makepyfile(**{name: f"""
+import pytest
+from conftest import note
+
+@pytest.mark.llm_concurrent
+@pytest.mark.parametrize("n", range(4))
+def test_case(n, per_module, per_session):
+    note(f"body {name} {{n}}")
+    assert per_module == "{name}"
+"""})
+    for concurrency in ("16", "1"):
+        log.write_text("")
+        llm.run("--llm-concurrency", concurrency).assert_outcomes(passed=8)
+        events = log.read_text().splitlines()
+        bodies = [e for e in events if e.startswith("body")]
+        assert sorted(bodies) == sorted(f"body {m} {n}" for m in ("test_one", "test_two") for n in range(4))
+        skeleton = [e for e in events if not e.startswith("body")]
+        assert skeleton == ["setup session", "setup test_one", "teardown test_one", "setup test_two",
+                            "teardown test_two", "teardown session"], concurrency
+        # every body of a module ran between its module fixture's setup and teardown
+        for module in ("test_one", "test_two"):
+            start, end = events.index(f"setup {module}"), events.index(f"teardown {module}")
+            assert all(start < events.index(f"body {module} {n}") < end for n in range(4))
