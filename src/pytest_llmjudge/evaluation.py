@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from .errors import ConfigError, JudgeError
 from .judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
 from .judges.parsing import extract_json_object
-from .metrics.base import AnyMetric, CheckMetric, Metric, MetricInputs
+from .metrics.base import AnyMetric, CheckMetric, Metric, MetricInputs, cut_repetition
 from .secrets import redact
 from .verdict import Verdict
 
@@ -145,12 +145,15 @@ def verdict_from_reply(
         distribution = {str(k): round(v, 6) for k, v in response.score_distribution.items()}
         raw = weighted
     score = metric.normalize(raw)
+    reason = metric.reason_of(parsed)
+    if judge_name.startswith("local:"):  # a small model's reason may loop: keep it up to the loop
+        reason = cut_repetition(reason)
     return Verdict(
         metric=metric.name,
         score=score,
         raw_score=raw,
         scale=(float(metric.scale[0]), float(metric.scale[1])),
-        reason=redact(metric.reason_of(parsed)),  # judge text: redacted before it is stored or shown
+        reason=redact(reason),  # judge text: redacted before it is stored or shown
         threshold=threshold,
         passed=score >= threshold,
         judge=judge_name,
@@ -188,6 +191,7 @@ def evaluate(
         return run_check(metric, inputs, threshold)
     if judge is None:
         raise JudgeError(f"metric {metric.name} needs a judge and none is configured", metric=metric.name)
+    metric = metric.for_judge(judge.name)
     request = build_request(metric, inputs, sampling, sample_index)
     key = None
     if cache is not None:

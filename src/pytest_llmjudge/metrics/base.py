@@ -63,6 +63,22 @@ def bounded_list(item: Any, max_items: int) -> Any:
     return Annotated[list[item], MaxItems(max_items)]
 
 
+#: a reason is cut where a run of this many words repeats (a small model's loop)
+REPEATED_WORDS = 3
+
+
+def cut_repetition(reason: str) -> str:
+    """``reason`` up to the first run of :data:`REPEATED_WORDS` words it already said, then "…"."""
+    words = reason.split()
+    seen: set[tuple[str, ...]] = set()
+    for i in range(len(words) - REPEATED_WORDS + 1):
+        gram = tuple(w.lower().strip(",.;:!?") for w in words[i:i + REPEATED_WORDS])
+        if gram in seen:
+            return " ".join(words[:i]).rstrip(",;:.") + "…"
+        seen.add(gram)
+    return reason
+
+
 @dataclass(frozen=True)
 class MetricInputs:
     """Everything a metric may look at for one answer."""
@@ -125,6 +141,10 @@ class Metric:
     reason: Callable[[Any], str] | None = None
     details: Callable[[Any], dict[str, Any]] | None = None
     version: str = "1"
+    #: the form sent to the embedded (small, local) judges, when it differs: see :meth:`for_judge`
+    compact: Metric | None = None
+    #: cut each placeholder's text to this many characters (ending in "…") before it is sent
+    max_chars: int | None = None
     _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -147,12 +167,26 @@ class Metric:
     def needs_judge(self) -> bool:
         return True
 
+    def for_judge(self, judge_name: str) -> Metric:
+        """The form of this metric for a judge: ``compact`` for ``local:`` judges, else itself.
+
+        Small CPU models grade better with a short yes/no question scored by the probability of
+        "yes" than with a rubric and a reason (bench/judge_agreement.py measures both).
+        """
+        if self.compact is not None and judge_name.startswith("local:"):
+            return self.compact
+        return self
+
     def check_inputs(self, inputs: MetricInputs) -> None:
         _check_required(self.name, self.requires, inputs)
 
     def messages(self, inputs: MetricInputs) -> tuple[Message, ...]:
         """System and user message; each placeholder's text is fenced (see :mod:`.fencing`)."""
-        user = self.prompt.format(**fenced_values(inputs.as_dict()))
+        texts = inputs.as_dict()
+        if self.max_chars is not None:
+            texts = {name: text if len(text) <= self.max_chars else text[: self.max_chars - 1] + "…"
+                     for name, text in texts.items()}
+        user = self.prompt.format(**fenced_values(texts))
         return ({"role": "system", "content": f"{self.system}\n{FENCE_NOTICE}"},
                 {"role": "user", "content": user})
 
@@ -179,7 +213,7 @@ class Metric:
         if not self._fingerprint:
             blob = json.dumps(
                 [self.name, self.version, self.prompt, self.system, self.scale,
-                 self.schema.model_json_schema()],
+                 self.schema.model_json_schema(), self.max_chars],
                 sort_keys=True,
             )
             self._fingerprint.append(hashlib.sha256(blob.encode()).hexdigest()[:16])

@@ -20,6 +20,36 @@ class CorrectnessVerdict(BaseModel):
     score: Literal[0, 1, 2, 3, 4, 5]
 
 
+class SameFactVerdict(BaseModel):
+    score: Literal[0, 1]
+
+
+def _same_fact_reason(verdict: SameFactVerdict) -> str:
+    said = "states" if verdict.score else "does not state"
+    return (f"compact check (no reason written): the judge answered that the ANSWER {said} the same "
+            "fact as the REFERENCE; the score is its probability of yes")
+
+
+# What the local (small CPU) judges are asked instead of the rubric: one yes/no question, one
+# token, scored by the probability of "1". On the TruthfulQA dev split it did no worse than the
+# rubric-with-reason form and is several times faster (README, "How good is the judge?").
+CORRECTNESS_COMPACT = Metric(
+    name="correctness",
+    prompt=(
+        "Does the ANSWER state the same fact as the REFERENCE answer to the QUESTION?\n\n"
+        "QUESTION:\n{input}\n\nREFERENCE:\n{expected}\n\nANSWER:\n{output}\n\n"
+        'Reply "score": 1 for yes (same fact), 0 for no (different or contradicting fact).'
+    ),
+    schema=SameFactVerdict,
+    score=lambda v: v.score,
+    scale=(0, 1),
+    requires=("expected",),
+    score_field="score",
+    reason=_same_fact_reason,
+    max_chars=1000,
+    version="compact-1",
+)
+
 CORRECTNESS = Metric(
     name="correctness",
     prompt=(
@@ -37,6 +67,7 @@ CORRECTNESS = Metric(
     scale=(0, 5),
     requires=("expected",),
     score_field="score",
+    compact=CORRECTNESS_COMPACT,
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..judge_agreement import low_agreement_warning
 from .collect import GateResult, RunSummary
 from .groups import terminal_lines as group_lines
 from .usage import Prices
@@ -50,6 +51,9 @@ def summary_lines(
     if judge_calls is not None:
         head += f" | judge calls: {judge_calls}"
     lines = [head, summary.usage.summary_line(prices or {})]
+    warning = low_agreement_warning(summary.judges or [default_judge])
+    if warning:  # first, so nobody reads the grades below without it
+        lines.insert(0, warning)
     lines += _metric_table(summary)
     noisy = [(n, m) for n, m in sorted(summary.metrics.items()) if m.noise_sd is not None]
     if noisy:
