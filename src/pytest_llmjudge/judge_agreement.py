@@ -26,7 +26,8 @@ class MeasuredAgreement:
 
 
 MEASURED: dict[str, MeasuredAgreement] = {
-    "local:smollm2-135m": MeasuredAgreement(auc=0.0, pairwise=0.0, measured_on="TruthfulQA test, HaluEval QA"),
+    # correctness (compact form), 100 verdicts per set; HaluEval QA gave AUC 0.59, pairwise 0.72
+    "local:smollm2-135m": MeasuredAgreement(auc=0.53, pairwise=0.62, measured_on="TruthfulQA test split"),
 }
 
 
