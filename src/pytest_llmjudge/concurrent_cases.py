@@ -60,7 +60,7 @@ def item_reason(item: pytest.Item) -> str | None:
     if not isinstance(item, pytest.Function) or not hasattr(item, "callspec"):
         return "not a parametrized test function"
     if asyncio_owned(item):
-        return "pytest-asyncio runs it on its own event loop"
+        return "an async plugin (pytest-asyncio, anyio, trio) runs it on its own event loop"
     captured = [name for name in _PROCESS_CAPTURE if name in item.fixturenames]
     if captured:
         return f"requests {', '.join(captured)}, which capture the whole process"
@@ -74,9 +74,12 @@ def item_reason(item: pytest.Item) -> str | None:
 
 
 def asyncio_owned(item: pytest.Item) -> bool:
-    """An ``async def`` test that pytest-asyncio runs (auto mode, or marked asyncio)."""
+    """An ``async def`` test that an async plugin runs: pytest-asyncio (auto mode, or marked
+    asyncio), anyio's plugin (marked anyio) or pytest-trio (marked trio)."""
     return inspect.iscoroutinefunction(getattr(item, "obj", None)) and (
-        type(item).__module__.startswith("pytest_asyncio") or item.get_closest_marker("asyncio") is not None)
+        type(item).__module__.startswith("pytest_asyncio")
+        or any(item.get_closest_marker(name) is not None for name in ("asyncio", "anyio", "trio"))
+        or "anyio_backend" in getattr(item, "fixturenames", ()))
 
 
 def runs_on_our_loop(item: pytest.Item) -> bool:

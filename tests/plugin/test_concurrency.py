@@ -629,7 +629,7 @@ def test_async_cases_run_cooperatively_on_one_loop(llm: LLMRun, plugins: list[st
         result.stdout.fnmatch_lines(["*test_qa.py::test_async[[]boil[]] FAILED*"])
         peaks[concurrency] = (llm.path / "peak.txt").read_text()
         if plugins and concurrency == "16":  # pytest-asyncio's own loop per test: one at a time, said why
-            result.stdout.fnmatch_lines(["*test_async: pytest-asyncio runs it on its own event loop*"])
+            result.stdout.fnmatch_lines(["*test_async: an async plugin (pytest-asyncio, anyio, trio) runs it*"])
     if plugins:
         assert peaks["16"].split()[0] == "1"
     else:
@@ -681,3 +681,23 @@ def test_case(n, per_module, per_session):
         for module in ("test_one", "test_two"):
             start, end = events.index(f"setup {module}"), events.index(f"teardown {module}")
             assert all(start < events.index(f"body {module} {n}") < end for n in range(4))
+
+
+def test_async_tests_of_another_async_plugin_are_left_to_it(llm: LLMRun) -> None:
+    pytest.importorskip("anyio")
+    llm.qa_suite(test="""
+import pytest
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+@pytest.mark.anyio
+@pytest.mark.llm_dataset("qa.jsonl", id_column="id")
+async def test_with_anyio(case, assert_llm_score):
+    v = await assert_llm_score.async_(case["answer"], input=case["input"], expected=case["expected_output"])
+    assert v.reason
+""")
+    result = llm.run("-v")
+    assert outcomes(result) == {"passed": QA_PASS, "failed": QA_FAIL}
+    result.stdout.fnmatch_lines(["*test_with_anyio: an async plugin (pytest-asyncio, anyio, trio) runs it*"])
