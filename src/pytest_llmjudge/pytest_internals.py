@@ -26,7 +26,7 @@ import pytest
 if sys.version_info < (3, 11):  # a pytest dependency on 3.10
     from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
 
-PYTEST_VERSION = tuple(int(part) for part in pytest.__version__.split(".")[:2] if part.isdigit())
+PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 
 #: Plugins whose per-phase hooks keep process-wide state (the current capture buffer, the
 #: current log handler) and therefore cannot run for two cases at once; concurrent cases get
