@@ -24,7 +24,9 @@ to ramble in, and needs one generated token. ``score_first``, ``contradict``, ``
 """
 import dataclasses
 from typing import Literal
+
 from pydantic import BaseModel
+
 from pytest_llmjudge.metrics import Metric, bounded_str
 from pytest_llmjudge.metrics.builtin import CORRECTNESS
 
@@ -96,7 +98,8 @@ same_ab = Metric(
 same_abq = Metric(
     name="v_same_abq", schema=Bin, score=lambda v: v.score, scale=(0, 1), requires=("expected",),
     score_field="score",
-    prompt=("Two answers to the question below.\n\nQuestion:\n{input}\n\nAnswer A:\n{expected}\n\nAnswer B:\n{output}\n\n"
+    prompt=("Two answers to the question below.\n\nQuestion:\n{input}\n\n"
+            "Answer A:\n{expected}\n\nAnswer B:\n{output}\n\n"
             'Do answers A and B agree? Reply "score": 1 for yes, 0 for no.'))
 
 class Yes(BaseModel):

@@ -19,8 +19,9 @@ def test_compact_correctness_is_scored_by_the_probability_of_yes() -> None:
     from pytest_llmjudge.judges import make_judge
 
     judge = make_judge("local:smollm2-135m")
-    verdict = evaluate(CORRECTNESS, MetricInputs(output="Spiders have eight legs.", input="How many legs does a spider have?",
-                                                 expected="Eight."), judge, threshold=0.5)
+    inputs = MetricInputs(output="Spiders have eight legs.", input="How many legs does a spider have?",
+                          expected="Eight.")
+    verdict = evaluate(CORRECTNESS, inputs, judge, threshold=0.5)
     assert verdict.scale == (0.0, 1.0) and set(verdict.score_distribution or {}) == {"0", "1"}
     assert verdict.score == pytest.approx(verdict.score_distribution["1"], abs=1e-5)
     assert 0.0 < verdict.score < 1.0
