@@ -1,30 +1,30 @@
-"""Keep a judge SDK's import out of every later garbage collection.
+"""Garbage-collector care around the plugin's own heavy loads; nothing process-wide by default.
 
-Importing ``openai``, ``huggingface_hub`` or ``torch`` adds tens of thousands of long-lived
-objects (SDK types, pydantic models) to the heap, and every full collection walks all of
-them again: with ``openai`` loaded, Python's automatic collections during a 200-case run and
-the ones at exit cost about as much CPU as the judge calls themselves. After such an import
-the next test boundary collects once and moves the heap to the permanent generation
-(:func:`gc.freeze`, made for this): objects made later are collected as usual.
+Loading a local model or embedder allocates about a million long-lived objects, and the
+collector's automatic passes over them took 1.3 s of a 4.2 s SmolLM2 load. :func:`collections_paused`
+pauses automatic collection for the duration of such a load only, and restores the collector as
+it found it.
 
-The freeze happens on the main thread between two tests, never inside one, so nothing a
-test holds is frozen with it.
-
-While such an import runs, and while a local judge loads, automatic collections are paused
-(:func:`collections_paused`): loading SmolLM2 allocates about a million objects, and the
-collector's passes over them took 1.3 s of a 4.2 s load. The one collection at the next test
-boundary takes about 0.4 s.
+Opt-in (``LLMJUDGE_GC_FREEZE=1``): after a judge SDK's first import (:func:`import_heavy`) or a
+model load, the next test boundary collects once and moves the heap to the permanent generation
+(:func:`gc.freeze`), so later collections stop re-walking the SDK's objects. That freezes
+whatever the session holds at that moment (the user's fixtures and modules included), which a
+leak checker would see: it is never done unless asked for.
 """
 
 from __future__ import annotations
 
 import gc
 import importlib
+import os
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
+
+#: the environment variable that opts into the heap freeze at the next test boundary
+FREEZE_ENV = "LLMJUDGE_GC_FREEZE"
 
 _pending = threading.Event()
 _pause_lock = threading.Lock()
@@ -32,12 +32,21 @@ _pause_depth = 0
 _was_enabled = False
 
 
+def freeze_enabled() -> bool:
+    """Whether the user opted into :func:`freeze_if_pending` (``LLMJUDGE_GC_FREEZE=1``)."""
+    return os.environ.get(FREEZE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _schedule_freeze() -> None:
+    if freeze_enabled():
+        _pending.set()
+
+
 @contextmanager
 def collections_paused() -> Iterator[None]:
-    """No automatic garbage collection inside (nestable, any thread); the heap is frozen after.
+    """No automatic garbage collection inside (nestable, any thread), for loading a model.
 
-    For building a judge: many long-lived objects, few of them garbage. Collection resumes
-    (if it was on) when the outermost block ends, and the next test boundary collects once.
+    Collection resumes (if it was on) when the outermost block ends.
     """
     global _pause_depth, _was_enabled
     with _pause_lock:
@@ -52,21 +61,24 @@ def collections_paused() -> Iterator[None]:
             _pause_depth -= 1
             if _pause_depth == 0 and _was_enabled:
                 gc.enable()
-        _pending.set()
+        _schedule_freeze()
 
 
 def import_heavy(name: str) -> ModuleType:
-    """``importlib.import_module(name)``; a first import freezes the heap at the next test boundary."""
+    """``importlib.import_module(name)``; with the opt-in freeze, a first import schedules one."""
     if name in sys.modules:
         return sys.modules[name]
-    with collections_paused():
-        return importlib.import_module(name)
+    module = importlib.import_module(name)
+    _schedule_freeze()
+    return module
 
 
 def freeze_if_pending() -> None:
-    """Collect once, then freeze the heap; a no-op unless :func:`import_heavy` imported something."""
+    """With ``LLMJUDGE_GC_FREEZE=1`` only: collect once, then freeze the heap, after a heavy import or load."""
     if not _pending.is_set():
         return
     _pending.clear()
+    if not freeze_enabled():
+        return
     gc.collect()
     gc.freeze()
