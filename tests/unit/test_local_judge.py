@@ -17,11 +17,8 @@ import pytest
 
 from pytest_llmjudge.errors import ConfigError, JudgeError
 from pytest_llmjudge.judges.base import JudgeRequest, JudgeResponse, Sampling
-from pytest_llmjudge.judges.local_transformers import (
-    LocalOptions,
-    _top_level_value_position,
-    resolve_model,
-)
+from pytest_llmjudge.judges.local import LocalOptions, resolve_model
+from pytest_llmjudge.judges.local.scoring import top_level_value_position
 from pytest_llmjudge.metrics.base import Metric, MetricInputs
 from pytest_llmjudge.metrics.builtin import ANSWER_RELEVANCY, CORRECTNESS, CRITERIA
 
@@ -59,7 +56,7 @@ def adversarial_requests() -> list[tuple[str, JudgeRequest]]:
 
 @pytest.fixture(scope="module")
 def judge() -> Any:
-    from pytest_llmjudge.judges.local_transformers import make_local_judge
+    from pytest_llmjudge.judges.local import make_local_judge
 
     return make_local_judge("smollm2-135m", max_new_tokens=400)
 
@@ -78,7 +75,7 @@ def batch(judge: Any) -> dict[str, tuple[JudgeRequest, JudgeResponse | JudgeErro
 def test_import_is_lazy() -> None:
     code = (
         "import sys\n"
-        "import pytest_llmjudge.judges.local_transformers, pytest_llmjudge.metrics.checks\n"
+        "import pytest_llmjudge.judges.local, pytest_llmjudge.judges.local.engine, pytest_llmjudge.metrics.checks\n"
         "heavy = [m for m in ('torch', 'transformers', 'lmformatenforcer') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
@@ -114,10 +111,10 @@ def test_options_ignore_remote_settings() -> None:
     assert opts.batch_size == 4 and opts.device == "cpu" and opts.temperature == 0.0
 
 
-def test_top_level_value_position() -> None:
+def testtop_level_value_position() -> None:
     text = '{"items": [{"score": 1}], "reason": "a \\"score\\": 2", "score" : 7}'
-    assert text[_top_level_value_position(text, "score")] == "7"
-    assert _top_level_value_position('{"reason": "x"}', "score") is None
+    assert text[top_level_value_position(text, "score")] == "7"
+    assert top_level_value_position('{"reason": "x"}', "score") is None
 
 
 # ---- the real model
@@ -127,7 +124,7 @@ def test_top_level_value_position() -> None:
 def test_4bit_is_refused_without_cuda() -> None:
     import torch
 
-    from pytest_llmjudge.judges.local_transformers import make_local_judge
+    from pytest_llmjudge.judges.local import make_local_judge
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -147,7 +144,7 @@ def test_name_endpoint_and_make_judge(judge: Any) -> None:
 
 @needs_model
 def test_gguf_is_converted_once(judge: Any) -> None:
-    from pytest_llmjudge.judges.local_transformers import convert_gguf, default_cache_dir
+    from pytest_llmjudge.judges.local import convert_gguf, default_cache_dir
 
     source = judge.engine.source
     path = convert_gguf(source, default_cache_dir())
@@ -203,12 +200,12 @@ def test_batch_equals_sequential(judge: Any, batch: dict) -> None:
 def test_concurrent_callers_are_batched(judge: Any, batch: dict) -> None:
     names = short_rows(batch)
     engine = judge.engine
-    sizes: list[float] = []
-    original = engine._decode
+    sizes: list[int] = []
+    original = engine.generate
 
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        original(*args, **kwargs)
-        sizes.append(engine.last_stats["max_active"])
+    def recording(jobs: Any, **kwargs: Any) -> Any:
+        sizes.append(len(jobs))
+        return original(jobs, **kwargs)
 
     results: dict[str, str] = {}
     barrier = threading.Barrier(len(names))
@@ -217,7 +214,7 @@ def test_concurrent_callers_are_batched(judge: Any, batch: dict) -> None:
         barrier.wait()
         results[name] = judge.judge(batch[name][0]).text
 
-    engine._decode = recording
+    engine.generate = recording
     try:
         threads = [threading.Thread(target=call, args=(n,)) for n in names]
         for thread in threads:
@@ -225,7 +222,7 @@ def test_concurrent_callers_are_batched(judge: Any, batch: dict) -> None:
         for thread in threads:
             thread.join()
     finally:
-        del engine._decode
+        del engine.generate
     assert max(sizes) > 1, sizes
     assert results == {n: batch[n][1].text for n in names}
 
@@ -252,34 +249,42 @@ def test_sampling_still_validates(judge: Any) -> None:
 
 
 @needs_model
-def test_rows_join_a_running_batch(judge: Any, batch: dict) -> None:
-    """With batch_size=2 the third request takes the place of the first row that finishes."""
-    from pytest_llmjudge.judges.local_transformers import make_local_judge
+def test_batch_size_splits_a_queue(batch: dict) -> None:
+    """With batch_size=2 three requests run as a batch of two, then one; verdicts unchanged."""
+    from pytest_llmjudge.judges.local import make_local_judge
 
     names = short_rows(batch)
     names = (names * 2)[:3] if len(names) < 3 else names
     small = make_local_judge("smollm2-135m", batch_size=2, max_new_tokens=400)
-    results = small.judge_batch([batch[n][0] for n in names])
+    sizes: list[int] = []
+    original = small.engine.generate
+
+    def recording(jobs: Any, **kwargs: Any) -> Any:
+        sizes.append(len(jobs))
+        return original(jobs, **kwargs)
+
+    small.engine.generate = recording
+    try:
+        results = small.judge_batch([batch[n][0] for n in names])
+    finally:
+        del small.engine.generate
+    assert sizes == [2, 1]
     assert [r.text for r in results] == [batch[n][1].text for n in names]
-    assert small.engine.last_stats["rows"] == 3 and small.engine.last_stats["max_active"] == 2
 
 
 @needs_model
-def test_shared_prompt_head_gives_the_same_verdicts(judge: Any, batch: dict) -> None:
-    """A prompt's head computed once (within a batch, or remembered from an earlier prompt)
-    yields the verdicts of a prompt computed whole."""
-    from pytest_llmjudge.judges.local_transformers import MIN_SHARED_HEAD, _Row
+def test_complete_free_text_and_schema(judge: Any) -> None:
+    messages = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+    free = judge.complete(messages, sampling=Sampling(max_tokens=24))
+    assert free.text.strip() and free.parsed is None and 0 < free.usage["completion_tokens"] <= 24
+    shaped = judge.complete(messages, sampling=Sampling(max_tokens=200), schema=CORRECTNESS.schema)
+    assert isinstance(shaped.parsed, CORRECTNESS.schema)
+    assert shaped.score_distribution is None  # no score field asked for
 
-    engine = judge.engine
-    first, second = short_rows(batch)[:2]
-    engine.forget_prompt_heads()
-    alone = judge.judge(batch[second][0])  # computed whole: nothing remembered
-    engine.forget_prompt_heads()
-    judge.judge(batch[first][0])
-    prompt = engine.tokenizer(engine.render(batch[second][0].messages), add_special_tokens=False)["input_ids"]
-    row = _Row(None, list(prompt), None, [], None)  # type: ignore[arg-type]
-    known, _ = engine._known_head([row])
-    assert known >= MIN_SHARED_HEAD  # the first prompt's head serves the second
-    reused = judge.judge(batch[second][0])
-    assert reused.text == alone.text
-    assert reused.score_distribution == pytest.approx(alone.score_distribution, abs=1e-4)
+
+@needs_model
+def test_seeded_sampling_is_reproducible(judge: Any) -> None:
+    messages = [{"role": "user", "content": "Name a colour."}]
+    sampling = Sampling(temperature=1.0, top_p=0.9, seed=7, max_tokens=12)
+    first = judge.complete(messages, sampling=sampling)
+    assert judge.complete(messages, sampling=sampling).text == first.text

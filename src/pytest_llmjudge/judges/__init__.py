@@ -48,7 +48,7 @@ def make_judge(spec: str, **options: Any) -> Judge:
         return HFInferenceJudge(model, base_url=base_url, timeout=timeout, max_retries=max_retries,
                                 max_in_flight=max_in_flight)
     if backend == "local":
-        from .local_transformers import make_local_judge
+        from .local import make_local_judge
 
         return make_local_judge(model, **options)
     raise ConfigError(f"unknown judge backend {backend!r} in {spec!r}; use one of {', '.join(BACKENDS)}")
