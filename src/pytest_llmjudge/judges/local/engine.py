@@ -214,6 +214,7 @@ class Engine:
         config = self.transformers.GenerationConfig(
             max_new_tokens=key.max_new_tokens, min_new_tokens=None, do_sample=False, num_beams=1,
             eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
+            bos_token_id=self.model.generation_config.bos_token_id,
         )
         with self._gen_lock, torch.inference_mode():
             inputs = self.tokenizer(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
