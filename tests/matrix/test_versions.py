@@ -129,10 +129,16 @@ def test_the_example_suite_runs_on_the_local_judge(name: str, tmp_path: Path) ->
         pytest.skip("the install test above did not run")
     suite = tmp_path / "example_suite"
     shutil.copytree(ROOT / "example_suite", suite, ignore=shutil.ignore_patterns("out", "__pycache__"))
-    out = run([str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
-               "--llm-cache-mode", "off"], cwd=suite, env=clean_env())
-    assert "judge: local:smollm2-135m" in out, out[-2000:]
-    assert " passed" in out
+    done = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider",
+         "--llm-cache-mode", "off"], cwd=suite, env=clean_env(), capture_output=True, text=True, timeout=1800,
+        check=False,
+    )
+    out = done.stdout
+    # the suite's own gates decide 0 or 1 (its examples include failing answers); anything else is a crash
+    assert done.returncode in (0, 1), out[-3000:] + done.stderr[-3000:]
+    assert "judge: local:smollm2-135m" in out, out[-3000:]
+    assert " passed" in out and "INTERNALERROR" not in out
 
 
 @pytest.mark.parametrize("name", ["core-py310", "core-py313"])

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ValidationError
 
 from ...errors import ConfigError, JudgeError
+from ...heap import collections_paused
 from ...torch_thread import run_on_torch_thread
 from ..base import JudgeResponse, Message, schema_of
 from .constraint import (
@@ -57,7 +58,8 @@ class Engine:
     def __init__(self, source: ModelSource, opts: LocalOptions) -> None:
         self.torch, self.transformers = import_torch_stack()
         self.enforcer = import_enforcer()
-        run_on_torch_thread(self._setup, source, opts)
+        with collections_paused():  # ~1M long-lived objects (weights' wrappers, enforcer tables)
+            run_on_torch_thread(self._setup, source, opts)
 
     def _setup(self, source: ModelSource, opts: LocalOptions) -> None:
         started = time.perf_counter()
