@@ -42,7 +42,7 @@ def spec_problem(spec: str, *, base_url: str | None = None, require_key: bool = 
 
 
 def _local_problem(spec: str, model: str) -> str | None:
-    from .local_transformers import SMOLLM2_ALIAS, resolve_model  # light: torch is imported on first use
+    from .local.model import SMOLLM2_ALIAS, resolve_model  # light: torch is imported on first use
 
     steps = []
     if any(importlib.util.find_spec(name) is None for name in LOCAL_PACKAGES):
