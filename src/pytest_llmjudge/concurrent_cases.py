@@ -14,7 +14,9 @@ which and why, once per test function.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import functools
 import inspect
 import os
 import signal
@@ -171,6 +173,38 @@ def _same(a: list[tuple[str, Any]], b: list[tuple[str, Any]]) -> bool:
     return True
 
 
+class _SerialAstParse:
+    """``ast.parse`` under one lock while a group's bodies run on threads.
+
+    CPython keeps the AST constructor's recursion depth in interpreter-wide state, so two
+    threads parsing at once (pytest's assertion rewriter importing a module lazily, 3.11's
+    traceback carets) can fail with "SystemError: AST constructor recursion depth mismatch"
+    (python/cpython#106905). The public function is wrapped and put back when the group ends.
+    """
+
+    def __init__(self) -> None:
+        self._original: Any = None
+
+    def install(self) -> None:
+        if self._original is not None:
+            return
+        original = ast.parse
+        lock = threading.RLock()
+
+        @functools.wraps(original)
+        def parse(*args: Any, **kwargs: Any) -> Any:
+            with lock:
+                return original(*args, **kwargs)
+
+        self._original = original
+        ast.parse = parse
+
+    def uninstall(self) -> None:
+        if self._original is not None:
+            ast.parse = self._original
+            self._original = None
+
+
 @dataclass
 class _Case:
     item: pytest.Item
@@ -200,6 +234,8 @@ class CaseGroup:
         self.live: set[pytest.Item] = set()  # on pytest's setup stack
         self.closed = False
         self.output.install()
+        self.ast_guard = _SerialAstParse()
+        self.ast_guard.install()
 
     def owns(self, item: pytest.Item) -> bool:
         index = self.members.get(id(item))
@@ -335,6 +371,7 @@ class CaseGroup:
         if not self.closed:
             self.closed = True
             self.output.uninstall()
+            self.ast_guard.uninstall()
 
 
 class ConcurrentCases:

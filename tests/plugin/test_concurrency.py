@@ -38,6 +38,14 @@ def varied_latency(body: dict[str, Any]) -> float:
     return (zlib.crc32(text.encode()) % 5) * 0.01
 
 
+def failures_first(body: dict[str, Any]) -> float:
+    """Wrong answers are judged at once, right ones after 300 ms: the stopping failure is seen
+    before any passing case ends, so the cases running then are exactly the first ``width``."""
+    text = json.dumps(body.get("messages"))
+    wrong = [json.dumps(row["answer"])[1:-1] for row in QA_ROWS if row["id"] in QA_FAIL]
+    return 0.0 if any(answer in text for answer in wrong) else 0.3
+
+
 ROWS = [dict(row, id=f"{row['id']}{k}") for k in range(2) for row in QA_ROWS]
 
 SUITE = '''
@@ -358,7 +366,7 @@ def test_the_returned_verdict_is_a_verdict(llm: LLMRun) -> None:
 def test_stop_on_failure_starts_no_new_case(llm: LLMRun, stop: list[str]) -> None:
     """Cases already running when the stopping failure comes finish and are reported; none
     starts after it; the results file and JUnit hold exactly the reported cases."""
-    llm.server.latency = varied_latency
+    llm.server.latency = failures_first
     rows = [dict(r, id=f"{r['id']}{k}") for k in range(3) for r in QA_ROWS]
     llm.qa_suite(rows=rows, test=FIRE_AND_FORGET)
     seen = {}
@@ -572,6 +580,30 @@ def test_llm_concurrent_marker_opts_a_parametrized_test_in(llm: LLMRun) -> None:
     )
     llm.run().assert_outcomes(passed=6)
     llm.run("--llm-concurrency", "1", "-x").assert_outcomes(failed=1)  # the barrier breaks: one at a time
+
+
+def test_ast_parse_is_serialized_while_cases_run_and_restored_after(llm: LLMRun) -> None:
+    """CPython's AST constructor is not thread-safe (python/cpython#106905): while a group's
+    bodies run on threads, ``ast.parse`` holds one lock; the original is back afterwards."""
+    import ast
+
+    original = ast.parse
+    llm.makepyfile(
+        """
+        import ast, threading, pytest
+        barrier = threading.Barrier(3, timeout=10)
+
+        @pytest.mark.llm_concurrent
+        @pytest.mark.parametrize("n", range(3))
+        def test_parse(n):
+            barrier.wait()
+            assert hasattr(ast.parse, "__wrapped__")
+            for _ in range(50):
+                ast.parse("def f(x):\\n    return [[x for x in range(3)] for _ in range(3)]\\n" * 20)
+        """
+    )
+    llm.run().assert_outcomes(passed=3)
+    assert ast.parse is original
 
 
 def test_cases_that_cannot_run_together_say_why_with_v(llm: LLMRun) -> None:
