@@ -12,7 +12,7 @@ from .errors import ConfigError, JudgeError, LLMScoreError
 from .evaluation import context_argument, text_argument
 from .judges.base import Judge
 from .metrics import get_metric
-from .metrics.base import AnyMetric, MetricInputs
+from .metrics.base import AnyMetric, CheckMetric, MetricInputs
 from .report.texts import item_texts
 from .secrets import redact
 from .session import LLMJudgeSession
@@ -79,7 +79,9 @@ def assert_llm_score(
         )
     where = "assert_llm_score"
     inputs = MetricInputs(
-        output=output, input=text_argument(where, "input", input), expected=text_argument(where, "expected", expected),
+        output=output, input=text_argument(where, "input", input),
+        # a deterministic check's `expected` is a value, pattern or JSON schema, not a judged text
+        expected=expected if isinstance(metric_obj, CheckMetric) else text_argument(where, "expected", expected),
         context=context_argument(where, context), criteria=text_argument(where, "criteria", criteria),
     )
     metric_obj.check_inputs(inputs)

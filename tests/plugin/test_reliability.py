@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -131,6 +132,26 @@ def test_item11_non_string_texts_are_config_errors_numbers_are_converted(llm: LL
     assert "TypeError" not in result.stdout.str()
     assert llm.server.request_count == 1
     assert "42" in llm.server.requests[0]["messages"][-1]["content"]
+
+
+def test_item11_a_check_metric_takes_a_schema_or_value_as_expected(llm: LLMRun) -> None:
+    """`expected` of a deterministic check is a value, pattern or JSON schema, not a judged text:
+    the string rule applies to judged metrics only, and the results row carries it as JSON."""
+    llm.makepyfile(
+        """
+        SCHEMA = {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}
+
+        def test_schema(assert_llm_score):
+            assert_llm_score('{"id": "A-1"}', metric="json_schema", expected=SCHEMA)
+
+        def test_schema_violated(assert_llm_score):
+            assert_llm_score('{"id": 1}', metric="json_schema", expected=SCHEMA)
+        """
+    )
+    result = llm.run("--llm-results", "results.jsonl")
+    assert outcomes(result) == {"passed": {"test_schema"}, "failed": {"test_schema_violated"}}
+    rows = {row["test_id"].rsplit("::", 1)[1]: row for row in llm.results()}
+    assert json.loads(rows["test_schema"]["expected"])["required"] == ["id"]
 
 
 # -- item 13: small usage defects ------------------------------------------------------------

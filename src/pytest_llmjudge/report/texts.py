@@ -21,11 +21,16 @@ if TYPE_CHECKING:
 TEXT_FIELDS = ("input", "output", "expected", "context", "criteria")
 
 
+def _as_text(value: Any) -> str:
+    """A check's ``expected`` may be a value or a JSON schema: reports carry it as JSON text."""
+    return value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+
+
 def judged_texts(inputs: Mapping[str, str | None], case: Any = None, *, keep_texts: bool = True) -> dict[str, Any]:
     """The texts of one verdict (``inputs``: metric input name -> text) and its dataset case."""
     texts: dict[str, Any] = {}
     if keep_texts:
-        texts = {name: redact(value) for name in TEXT_FIELDS if (value := inputs.get(name))}
+        texts = {name: redact(_as_text(value)) for name in TEXT_FIELDS if (value := inputs.get(name))}
     case_values = case_columns(case, keep_texts=keep_texts)
     if case_values is not None:
         texts["case"] = case_values
