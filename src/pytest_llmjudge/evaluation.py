@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
@@ -59,10 +59,13 @@ def build_request(
     )
 
 
-def parse_reply(response: JudgeResponse, schema: type[BaseModel]) -> BaseModel:
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_reply(response: JudgeResponse, schema: type[ModelT]) -> ModelT:
     """The validated schema instance in a reply; ValueError says what is wrong with it."""
     if response.parsed is not None:
-        return response.parsed
+        return cast(ModelT, response.parsed)  # a backend validates with the request's schema
     try:
         data = extract_json_object(response.text)
     except ValueError as exc:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 if sys.version_info < (3, 11):  # a pytest dependency on 3.10
-    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
+    from exceptiongroup import BaseExceptionGroup
 
 PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 

@@ -75,6 +75,5 @@ def _json_text(judge: Judge, messages: list[Message], sampling: Sampling) -> Gen
         parsed = parse_reply(response, GeneratedAnswer)
     except ValueError as exc:
         raise JudgeError(f"{judge.name} gave no valid answer: {exc}", judge=judge.name) from None
-    answer = parsed.answer  # type: ignore[attr-defined]
-    return Generated(_require_text(judge, answer), "json", None, dict(response.usage),
+    return Generated(_require_text(judge, parsed.answer), "json", None, dict(response.usage),
                      time.perf_counter() - started)
