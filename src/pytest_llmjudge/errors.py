@@ -52,16 +52,12 @@ class LLMScoreError(AssertionError):
         super().__init__(score_failure_message(verdict))
 
 
-#: what the ``decision`` of a verdict decided by ``min_passes`` (k of n samples) says
-K_OF_N = "samples passed (need"
-
-
 def score_failure_message(verdict: Verdict) -> str:
     """One message naming metric, score, threshold, the judge's reason and the judge."""
     raw = ""
     if verdict.raw_score is not None and verdict.scale != (0.0, 1.0):
         raw = f" (raw {verdict.raw_score:.2f} on {verdict.scale[0]:g}-{verdict.scale[1]:g})"
-    if K_OF_N in verdict.decision:  # k-of-n gating: the mean may even be above the threshold
+    if verdict.decision_kind == "k_of_n":  # k-of-n gating: the mean may even be above the threshold
         head = (f"{verdict.metric}: {verdict.decision} at threshold {verdict.threshold:.3f} "
                 f"(mean score {verdict.score:.3f}{raw})")
     else:

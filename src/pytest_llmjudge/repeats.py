@@ -11,14 +11,11 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import K_OF_N
 from .judges.base import Sampling
 from .verdict import Verdict
 
 #: sample index offset of the noise-floor re-judgements, apart from the repeat samples
 NOISE_INDEX_OFFSET = 1000
-#: the word a verdict's ``decision`` carries when its samples were drawn adaptively
-ADAPTIVE = "adaptive"
 
 
 @dataclass(frozen=True)
@@ -93,14 +90,8 @@ def combine(verdicts: list[Verdict], plan: RepeatPlan, threshold: float) -> Verd
     scores = [v.score for v in verdicts]
     mean = statistics.fmean(scores)
     passes = sum(s >= threshold for s in scores)
-    if plan.min_passes is not None:
-        passed = passes >= plan.min_passes
-        decision = f"{passes} of {len(scores)} {K_OF_N} {plan.min_passes})"
-    else:
-        passed = mean >= threshold
-        decision = f"mean of {len(scores)} samples"
-    if plan.adaptive:  # the summary's adaptive-repeats line counts these verdicts only
-        decision += f", {ADAPTIVE} (at most {plan.budget})"
+    k_of_n = plan.min_passes is not None
+    passed = passes >= plan.min_passes if plan.min_passes is not None else mean >= threshold
     # the reason of the sample closest to the mean speaks for the verdict
     representative = min(verdicts, key=lambda v: abs(v.score - mean))
     usage: dict[str, int] = {}
@@ -115,7 +106,11 @@ def combine(verdicts: list[Verdict], plan: RepeatPlan, threshold: float) -> Verd
         "threshold": threshold,
         "samples": scores,
         "unstable": passes not in (0, len(scores)),
-        "decision": decision,
+        "decision_kind": "k_of_n" if k_of_n else "mean",
+        "min_passes": plan.min_passes,
+        "passes": passes,
+        "adaptive": plan.adaptive,  # the summary's adaptive-repeats line counts these verdicts only
+        "sample_budget": plan.budget if plan.adaptive else None,
         "cached": all(v.cached for v in verdicts),
         "judge_calls": sum(v.judge_calls for v in verdicts),
         "latency_s": sum(v.latency_s for v in verdicts),

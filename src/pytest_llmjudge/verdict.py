@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+#: how pass/fail was decided: one verdict, the mean of samples, or k of n samples passing
+DecisionKind = Literal["single", "mean", "k_of_n"]
 
 
 class Verdict(BaseModel):
@@ -33,12 +36,41 @@ class Verdict(BaseModel):
     samples: list[float] = Field(default_factory=list)
     #: samples fell on both sides of the threshold
     unstable: bool = False
-    #: how pass/fail was decided ("single verdict", "mean of 5 samples", "3 of 5 samples passed ...")
-    decision: str = "single verdict"
+    #: how pass/fail was decided (``decision`` says it in words)
+    decision_kind: DecisionKind = "single"
+    #: the samples were drawn adaptively (``--llm-repeat auto``), at most ``sample_budget`` of them
+    adaptive: bool = False
+    sample_budget: int | None = None
+    #: k-of-n gating: samples that had to pass, and samples that did (``decision_kind == "k_of_n"``)
+    min_passes: int | None = None
+    passes: int | None = None
     #: scores of noise-floor re-judgements of this identical answer
     noise_samples: list[float] = Field(default_factory=list)
     #: extra details a metric wants to keep (statement-level verdicts, ...)
     details: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_rendered_decision(cls, data: Any) -> Any:
+        # ``decision`` is rendered from the fields above; a dump (cache entry, record) carries it
+        if isinstance(data, dict) and "decision" in data:
+            data = {k: v for k, v in data.items() if k != "decision"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def decision(self) -> str:
+        """How pass/fail was decided, in words: "single verdict", "mean of 5 samples",
+        "3 of 5 samples passed (need 3)", each repeated one with ", adaptive (at most N)"."""
+        if self.decision_kind == "k_of_n":
+            text = f"{self.passes} of {len(self.samples)} samples passed (need {self.min_passes})"
+        elif self.decision_kind == "mean":
+            text = f"mean of {len(self.samples)} samples"
+        else:
+            text = "single verdict"
+        if self.adaptive:
+            text += f", adaptive (at most {self.sample_budget})"
+        return text
 
     def summary(self) -> str:
         """Short one-line form, e.g. ``correctness=0.80``."""

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import K_OF_N
-from ..repeats import ADAPTIVE
 from .usage import RunUsage
 
 
@@ -107,7 +105,7 @@ def _count(summary: MetricSummary, record: dict[str, Any]) -> None:
         return
     summary.scores.append(float(record["score"]))
     summary.thresholds.add(float(record["threshold"]))
-    if record.get("samples") and ADAPTIVE in str(record.get("decision") or ""):
+    if record.get("samples") and record.get("adaptive"):
         summary.adaptive_verdicts += 1
         summary.samples_drawn += len(record["samples"])
     if record.get("unstable"):
@@ -154,7 +152,7 @@ class RunSummary:
             self.failures.append(FailedCase(test_id, name, None, "", record.get("error") or "no verdict"))
             return
         decision = str(record.get("decision") or "") if record.get("samples") else None
-        if decision and K_OF_N in decision:
+        if decision and record.get("decision_kind") == "k_of_n":
             self.k_of_n.append((test_id, name, float(record["score"]), bool(record["passed"]), decision))
         if not record["passed"]:
             self.failures.append(FailedCase(test_id, name, float(record["score"]), record.get("reason", ""),
