@@ -36,13 +36,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_llmjudge.cli.options import add_model_options
 from pytest_llmjudge.errors import JudgeError
 from pytest_llmjudge.evaluation import evaluate
 from pytest_llmjudge.metrics import AnyMetric, MetricInputs
 from pytest_llmjudge.stats import average_ranks
 from pytest_llmjudge.workflows import stats as wstats
 from pytest_llmjudge.workflows.calibrate import load_metric
-from pytest_llmjudge.workflows.common import add_model_options, build_cache, build_judge, close_quietly
+from pytest_llmjudge.workflows.common import build_cache, build_judge, close_quietly
 
 BOOTSTRAP = 2000
 CONFIDENCE = 0.95

@@ -24,6 +24,10 @@ from .verdict import Verdict
 
 T = TypeVar("T")
 
+#: ``--llm-cache-mode`` and the commands' ``--cache-mode``
+CACHE_MODES = ("rw", "ro", "refresh", "replay", "off")
+#: the cache directory (at the rootdir under pytest, in the working directory for ``llmjudge``)
+DEFAULT_CACHE_DIR = ".llmjudge_cache"
 FILE_NAME = "verdicts.sqlite3"
 SCHEMA_VERSION = "1"
 _README = (
@@ -38,7 +42,7 @@ class VerdictCache:
     """``get``/``put`` verdicts by key. Modes: rw, ro, refresh, replay."""
 
     def __init__(self, directory: Path | str | None, mode: str = "rw") -> None:
-        self.directory = Path(directory or ".llmjudge_cache")
+        self.directory = Path(directory or DEFAULT_CACHE_DIR)
         self.mode = mode
         self.path = self.directory / FILE_NAME
         self._local = threading.local()
@@ -134,7 +138,7 @@ class VerdictCache:
             raise ReplayMissError(
                 "no cached verdict for this request and --llm-cache-mode is replay: record the "
                 "verdicts first with a normal run (--llm-cache-mode rw) and commit or copy "
-                "the .llmjudge_cache directory" + unusable
+                f"the {DEFAULT_CACHE_DIR} directory" + unusable
             )
         return None
 

@@ -4,7 +4,9 @@
     ├── JudgeError                the judge could not produce a verdict (after retries)
     │   └── ReplayMissError       --llm-cache-mode replay and the verdict is not cached
     ├── DatasetError              a dataset file is missing or malformed (collection error)
-    └── ConfigError               a bad option, judge spec or metric argument
+    ├── ConfigError               a bad option, judge spec or metric argument
+    ├── BaselineError             a baseline or results file cannot be read (--llm-baseline, compare)
+    └── CLIError                  bad input or usage of the ``llmjudge`` command line (exit status 2)
     LLMScoreError(AssertionError) a verdict scored below its threshold: a test failure
 
 A JudgeError is never an AssertionError: a judge fault is reported as a judge error,
@@ -42,6 +44,14 @@ class DatasetError(LLMJudgeError):
 
 class ConfigError(LLMJudgeError):
     """An invalid option, judge spec or metric argument."""
+
+
+class BaselineError(LLMJudgeError):
+    """A baseline or results file cannot be read; the one-line message names the file."""
+
+
+class CLIError(LLMJudgeError):
+    """Bad input or usage: printed as ``llmjudge: error: MESSAGE``; exit status 2."""
 
 
 class LLMScoreError(AssertionError):

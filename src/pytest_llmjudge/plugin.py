@@ -15,7 +15,7 @@ from .assertion import assert_llm_score as _assert_llm_score, entries_key, item_
 from .concurrent_cases import ConcurrentCases
 from .errors import DatasetError, LLMJudgeError
 from .heap import freeze_if_pending
-from .judges import Judge, make_judge
+from .judges import Judge, judge_options, make_judge
 from .judges.retry import endpoint_notes
 from .report import junit
 from .report.collect import GateResult, RunSummary
@@ -107,11 +107,10 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_llmjudge_make_judge(config: pytest.Config, spec: str) -> Judge:
     settings = config.stash[session_key].settings
-    return make_judge(
-        spec, base_url=settings.base_url, timeout=settings.timeout, max_retries=settings.max_retries,
-        batch_size=settings.batch_size, require_key=settings.cache_mode != "replay",
-        concurrency=settings.concurrency,
-    )
+    return make_judge(spec, **judge_options(
+        base_url=settings.base_url, timeout=settings.timeout, max_retries=settings.max_retries,
+        batch_size=settings.batch_size, cache_mode=settings.cache_mode, concurrency=settings.concurrency,
+    ))
 
 
 # -- dataset marker ---------------------------------------------------------------------

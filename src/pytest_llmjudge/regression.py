@@ -15,17 +15,15 @@ bootstrap interval over cases (seeded), the two-sided Wilcoxon signed-rank p-val
 that flipped pass→fail and fail→pass, and the cases added or missing. A metric *regressed* when
 the whole interval lies below ``-tolerance``.
 
-``llmjudge compare BASELINE CURRENT`` is registered by :func:`add_compare_parser`.
+``llmjudge compare BASELINE CURRENT`` (:mod:`pytest_llmjudge.cli.compare`) runs it on two files.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import os
-import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,8 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .argtypes import non_negative_float, positive_int
-from .errors import LLMJudgeError
+from .errors import BaselineError
 from .stats import paired_bootstrap_diff, wilcoxon_signed_rank
 
 FORMAT = "pytest-llmjudge-baseline"
@@ -51,10 +48,6 @@ TEXT_NAMES = ("input", "output", "expected", "context", "criteria", "reason")
 FLIP_CHARS = 300
 #: a group with fewer paired cases is shown, not tested
 MIN_GROUP_PAIRS = 5
-
-
-class BaselineError(LLMJudgeError):
-    """A baseline or results file cannot be read; the one-line message names the file."""
 
 
 @dataclass
@@ -826,76 +819,3 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _confidence(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
-    return value
-
-
-def add_compare_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``compare`` on an ``argparse`` subparsers object; it sets ``func=run_compare``."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "compare", help="compare a run against a baseline (paired test per metric)",
-        description="Compare two runs' verdicts metric by metric: paired bootstrap interval of the mean "
-                    "difference and Wilcoxon signed-rank p-value. Exit status 1 when a metric regressed "
-                    "(its whole interval below -TOLERANCE), 2 on unreadable input.")
-    parser.add_argument("baseline", help="baseline .json (--llm-save-baseline) or results .jsonl/.csv file")
-    parser.add_argument("current", help="baseline .json or results .jsonl/.csv file of the run to check")
-    parser.add_argument("--format", choices=("text", "markdown"), default="text",
-                        help="text for a terminal, markdown for a pull-request comment (default text)")
-    parser.add_argument("--tolerance", type=non_negative_float, default=0.0,
-                        help="regressed when the whole interval lies below -TOLERANCE (default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--confidence", type=_confidence, default=0.95, help="interval confidence (default 0.95)")
-    parser.add_argument("--resamples", type=positive_int, default=N_RESAMPLES,
-                        help=f"bootstrap resamples (default {N_RESAMPLES})")
-    parser.add_argument("--group-by", action="append", default=[], metavar="COLUMN",
-                        help="also compare each group of this dataset column (repeatable; Holm-corrected)")
-    parser.add_argument("-o", "--output", help="write the comparison to this file instead of stdout")
-    parser.set_defaults(func=run_compare)
-    return parser
-
-
-def run_compare(args: argparse.Namespace) -> int:
-    """Run ``llmjudge compare``: 0 no regression, 1 a metric regressed, 2 bad input."""
-    try:
-        baseline = load_baseline(args.baseline)
-        current = load_baseline(args.current)
-    except BaselineError as exc:
-        print(f"llmjudge compare: error: {exc}", file=sys.stderr)
-        return 2
-    comparison = compare(baseline, current, tolerance=args.tolerance, seed=args.seed,
-                         confidence=args.confidence, n_resamples=args.resamples, group_by=args.group_by)
-    text = (comparison.markdown() if args.format == "markdown"
-            else "\n".join(comparison.lines(flipped_texts=True)) + "\n")
-    if args.output:
-        try:
-            Path(args.output).write_text(text, encoding="utf-8")
-        except OSError as exc:
-            print(f"llmjudge compare: error: {args.output}: cannot write ({exc.strerror or exc})", file=sys.stderr)
-            return 2
-    else:
-        sys.stdout.write(text)
-    return 1 if comparison.regressed else 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pytest_llmjudge.regression compare ...`` (the same as ``llmjudge compare``)."""
-    parser = argparse.ArgumentParser(prog="llmjudge")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_compare_parser(subparsers)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 
 from .argtypes import non_negative_float, non_negative_int, on_off, positive_float, positive_int, unit_float
+from .cache import CACHE_MODES, DEFAULT_CACHE_DIR
 from .repeats import RepeatPlan
 from .secrets import safe_url
-
-CACHE_MODES = ("rw", "ro", "refresh", "off", "replay")
 
 
 def parse_pass_rate(value: str) -> tuple[str, float]:
@@ -76,7 +75,7 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [
      "Cases of an llm_dataset (or @pytest.mark.llm_concurrent test) run at once; 1 runs one at a time (default 16)"),
     ("--llm-batch-size", positive_int, 8, "Batch size of a local judge (default 8)"),
     ("--llm-cache-mode", cache_mode, "rw", "Verdict cache: rw, ro, refresh, off or replay (default rw)"),
-    ("--llm-cache-dir", str, None, "Verdict cache directory (default .llmjudge_cache at the rootdir)"),
+    ("--llm-cache-dir", str, None, f"Verdict cache directory (default {DEFAULT_CACHE_DIR} at the rootdir)"),
     ("--llm-repeat", repeat_count, "1", "Sample each verdict K times (mean score), or 'auto' for adaptive repeats"),
     ("--llm-repeat-max", positive_int, 5, "Most samples per verdict with --llm-repeat auto (default 5)"),
     ("--llm-repeat-temperature", non_negative_float, 0.7, "Judge temperature of repeated samples (default 0.7)"),
@@ -214,7 +213,7 @@ class Settings:
             concurrency=_value(config, "llm_concurrency"),
             batch_size=_value(config, "llm_batch_size"),
             cache_mode=_value(config, "llm_cache_mode"),
-            cache_dir=_path(config, "llm_cache_dir") or rootdir / ".llmjudge_cache",
+            cache_dir=_path(config, "llm_cache_dir") or rootdir / DEFAULT_CACHE_DIR,
             soft=bool(soft if soft is not None else config.getini("llm_soft")),
             min_pass_rates=dict(gates or []),
             cache_clear=bool(config.getoption("llm_cache_clear", default=False)),

@@ -7,6 +7,7 @@ and ``augment`` on the real local judge (skipped when it cannot be loaded).
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -623,13 +624,21 @@ def test_add_subcommand_registers_a_command(capsys, monkeypatch):
     assert run(capsys, "hello", "you") == (3, "hello you\n", "")
 
 
-def test_compare_is_registered_when_the_regression_module_exists(capsys):
-    try:
-        import pytest_llmjudge.regression  # noqa: F401
-    except ModuleNotFoundError:
-        pytest.skip("no regression module in this tree")
+def test_every_command_is_a_module_of_the_cli_package(capsys):
     code, out, _ = run(capsys, "--help")
-    assert "compare" in out
+    assert code == 0
+    for name in ("sample", "convert", "augment", "generate", "calibrate", "compare"):
+        module = importlib.import_module(f"pytest_llmjudge.cli.{name}")
+        assert cli.SUBCOMMANDS[name].run is module.run and f"    {name}" in out
+
+
+def test_cli_errors_are_llmjudge_errors():
+    from pytest_llmjudge.errors import BaselineError, CLIError, LLMJudgeError
+    from pytest_llmjudge.regression import BaselineError as OldBaselineError
+    from pytest_llmjudge.workflows import CLIError as OldCLIError
+
+    assert issubclass(CLIError, LLMJudgeError) and issubclass(BaselineError, LLMJudgeError)
+    assert (OldCLIError, OldBaselineError) == (CLIError, BaselineError)  # the old import paths still work
 
 
 # --------------------------------------------------------------------------- the local judge

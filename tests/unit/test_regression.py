@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import random
@@ -19,7 +18,6 @@ from pytest_llmjudge.regression import (
     Baseline,
     BaselineError,
     Comparison,
-    add_compare_parser,
     compare,
     load_baseline,
     save_baseline,
@@ -296,11 +294,9 @@ def test_markdown_table() -> None:
 
 
 def cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="llmjudge")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    add_compare_parser(subparsers)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    from pytest_llmjudge.cli import main
+
+    return main(argv)
 
 
 def test_compare_command_exit_codes_and_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -327,12 +323,12 @@ def test_compare_command_exit_codes_and_formats(tmp_path: Path, capsys: pytest.C
 def test_compare_module_entry_point(tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n", encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "pytest_llmjudge.regression", "compare", str(bad), str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "pytest_llmjudge", "compare", str(bad), str(bad)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"llmjudge compare: error: {bad}: not a results file: CSV header lacks column(s) test_id, metric, score"]
-    usage = subprocess.run([sys.executable, "-m", "pytest_llmjudge.regression", "compare", "--tolerance", "-1",
+    usage = subprocess.run([sys.executable, "-m", "pytest_llmjudge", "compare", "--tolerance", "-1",
                             "a", "b"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and "expected a number >= 0" in usage.stderr
 

@@ -13,6 +13,9 @@ from .retry import DEFAULT_MAX_IN_FLIGHT
 BACKENDS = ("openai", "hf", "local")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_LOCAL_SPEC = "local:smollm2-135m"
+#: per-request timeout (seconds) and retries on 429/5xx/timeouts, unless configured
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_MAX_RETRIES = 4
 
 
 def default_judge_spec(base_url: str | None = None) -> str:
@@ -20,6 +23,23 @@ def default_judge_spec(base_url: str | None = None) -> str:
     if os.environ.get("OPENAI_API_KEY") or base_url or os.environ.get("OPENAI_BASE_URL"):
         return f"openai:{DEFAULT_OPENAI_MODEL}"
     return DEFAULT_LOCAL_SPEC
+
+
+def judge_options(
+    *, base_url: str | None, timeout: float, max_retries: int, batch_size: int, cache_mode: str,
+    concurrency: int | None = None,
+) -> dict[str, Any]:
+    """:func:`make_judge`'s options from the plugin's settings or a command's flags.
+
+    In replay mode the judge is never called, so no API key is required.
+    """
+    options: dict[str, Any] = {
+        "base_url": base_url, "timeout": timeout, "max_retries": max_retries, "batch_size": batch_size,
+        "require_key": cache_mode != "replay",
+    }
+    if concurrency is not None:
+        options["concurrency"] = concurrency
+    return options
 
 
 def make_judge(spec: str, **options: Any) -> Judge:
@@ -31,8 +51,8 @@ def make_judge(spec: str, **options: Any) -> Judge:
             f"{', '.join(BACKENDS)}, e.g. openai:gpt-4o-mini or local:smollm2-135m"
         )
     base_url = options.get("base_url")
-    timeout = float(options.get("timeout", 60.0))
-    max_retries = int(options.get("max_retries", 4))
+    timeout = float(options.get("timeout", DEFAULT_TIMEOUT_S))
+    max_retries = int(options.get("max_retries", DEFAULT_MAX_RETRIES))
     # requests in flight per endpoint before a 429 lowers it (the run's --llm-concurrency)
     max_in_flight = int(options.get("concurrency") or DEFAULT_MAX_IN_FLIGHT)
     if backend == "openai":
@@ -56,5 +76,5 @@ def make_judge(spec: str, **options: Any) -> Judge:
 
 __all__ = [
     "DEFAULT_LOCAL_SPEC", "FakeJudge", "Judge", "JudgeRequest", "JudgeResponse", "Sampling",
-    "default_judge_spec", "make_judge",
+    "default_judge_spec", "judge_options", "make_judge",
 ]

@@ -1,14 +1,15 @@
-"""Dataset workflows behind the ``llmjudge`` command line.
+"""Dataset workflows behind the ``llmjudge`` command line (:mod:`pytest_llmjudge.cli`).
 
 One module per command (:mod:`.sample`, :mod:`.convert`, :mod:`.augment`, :mod:`.generate`,
-:mod:`.calibrate`), plus the shared pieces:
+:mod:`.calibrate`): its ``run(args)``, given the options its :mod:`pytest_llmjudge.cli`
+module declares. The shared pieces:
 
 * :mod:`.io` reads CSV/JSON/JSONL by extension (the same rules and located error messages as
   :func:`pytest_llmjudge.load_cases`), writes them incrementally (every finished row is on
   disk, the file is valid after every row) and plans ``--resume``;
 * :mod:`.runner` runs per-row model work concurrently, writes rows in input order, turns a
   failed row into an ``error`` cell instead of stopping, and drives the progress bar;
-* :mod:`.common` holds the judge/cache options every model command shares;
+* :mod:`.common` builds the judge and cache every model command shares;
 * :mod:`.generation` produces free text with a judge backend (``generate``);
 * :mod:`.stats` is the pure-Python statistics of ``calibrate``;
 * :mod:`.progress` is the progress bar on stderr.
@@ -16,6 +17,6 @@ One module per command (:mod:`.sample`, :mod:`.convert`, :mod:`.augment`, :mod:`
 
 from __future__ import annotations
 
+from ..errors import CLIError
 
-class CLIError(Exception):
-    """Bad input or usage: printed as ``llmjudge: error: MESSAGE``; exit status 2."""
+__all__ = ["CLIError"]

@@ -1,8 +1,9 @@
 """The ``llmjudge`` command line (also ``python -m pytest_llmjudge``).
 
-Commands: ``sample``, ``convert``, ``augment``, ``generate``, ``calibrate`` (modules in
-:mod:`pytest_llmjudge.workflows`), plus those registered with :func:`add_subcommand` and
-``compare`` from :mod:`pytest_llmjudge.regression` when that module exists.
+One module per command in this package (``sample``, ``convert``, ``augment``, ``generate``,
+``calibrate``, ``compare``): its help, its options (shared pieces in :mod:`.options`) and its
+``run(args) -> int`` (the dataset workflows themselves live in :mod:`pytest_llmjudge.workflows`),
+plus the commands registered with :func:`add_subcommand`.
 
 Registering a command::
 
@@ -16,8 +17,8 @@ Registering a command::
 
     add_subcommand("mine", add_parser, run)
 
-A parser added by ``add_X_parser(subparsers)`` may instead call ``parser.set_defaults(func=run)``
-itself (``run(args) -> int``); that is how ``compare`` plugs in.
+A parser added by ``add_parser(subparsers)`` may instead call ``parser.set_defaults(func=run)``
+itself (``run(args) -> int``).
 
 Errors: bad input or usage prints one line, ``llmjudge: error: FILE, line N (row K): what is
 wrong``, and exits with status 2 -- never a traceback. Ctrl-C exits with 130.
@@ -31,8 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from .errors import ConfigError, DatasetError, JudgeError, LLMJudgeError
-from .workflows import CLIError
+from ..errors import JudgeError, LLMJudgeError
 
 PROG = "llmjudge"
 
@@ -49,8 +49,6 @@ class Subcommand:
 
 #: registered commands, in the order ``llmjudge --help`` lists them
 SUBCOMMANDS: dict[str, Subcommand] = {}
-#: optional commands that failed to load: name -> why (reported when the command is used)
-_UNAVAILABLE: dict[str, str] = {}
 
 
 def add_subcommand(name: str, add_parser: AddParser, run: Run | None = None) -> None:
@@ -63,29 +61,12 @@ def add_subcommand(name: str, add_parser: AddParser, run: Run | None = None) -> 
 
 
 def _register_builtin() -> None:
-    from .workflows import augment, calibrate, convert, generate, sample
+    from . import augment, calibrate, compare, convert, generate, sample
 
-    for name, module in (("sample", sample), ("convert", convert), ("augment", augment),
-                         ("generate", generate), ("calibrate", calibrate)):
+    for module in (sample, convert, augment, generate, calibrate, compare):
+        name = module.__name__.rpartition(".")[2]
         if name not in SUBCOMMANDS:
             add_subcommand(name, module.add_parser, module.run)
-
-
-def _register_optional() -> None:
-    """``compare`` from pytest_llmjudge.regression, when that module exists."""
-    if "compare" in SUBCOMMANDS:
-        return
-    try:
-        from .regression import add_compare_parser
-    except ModuleNotFoundError as exc:
-        if exc.name in (f"{__package__}.regression", __package__):
-            return  # not installed in this version: no compare command
-        _UNAVAILABLE["compare"] = f"{type(exc).__name__}: {exc}"
-        return
-    except Exception as exc:  # noqa: BLE001 - a broken optional module must not break the CLI
-        _UNAVAILABLE["compare"] = f"{type(exc).__name__}: {exc}"
-        return
-    add_subcommand("compare", add_compare_parser)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,10 +77,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .. import __version__
 
     _register_builtin()
-    _register_optional()
     parser = _Parser(
         prog=PROG,
         description="Dataset workflows for LLM regression tests judged by pytest-llmjudge: "
@@ -138,8 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
-        if args_list and args_list[0] in _UNAVAILABLE and args_list[0] not in SUBCOMMANDS:
-            return _fail(f"the {args_list[0]} command cannot be loaded: {_UNAVAILABLE[args_list[0]]}")
         try:
             args = parser.parse_args(args_list)
         except SystemExit as exc:  # --help, --version, usage errors
@@ -150,8 +128,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         status = run(args)
         return int(status or 0)
-    except (CLIError, DatasetError, ConfigError) as exc:
-        return _fail(str(exc))
     except JudgeError as exc:
         print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
@@ -165,7 +141,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
         return _fail(f"{where}{exc.strerror or exc}")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
