@@ -36,12 +36,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_llmjudge import agreement, stats
 from pytest_llmjudge.cli.options import add_model_options
 from pytest_llmjudge.errors import JudgeError
 from pytest_llmjudge.evaluation import evaluate
 from pytest_llmjudge.metrics import AnyMetric, MetricInputs
-from pytest_llmjudge.stats import average_ranks
-from pytest_llmjudge.workflows import stats as wstats
 from pytest_llmjudge.workflows.calibrate import load_metric
 from pytest_llmjudge.workflows.common import build_cache, build_judge, close_quietly
 
@@ -91,13 +90,8 @@ def load_rows(path: Path, limit: int | None) -> list[Row]:
 
 
 def roc_auc(items: Sequence[Scored]) -> float | None:
-    """Mann-Whitney U / (n_pos * n_neg) with binary labels (label >= 0.5 is positive)."""
-    ranks = average_ranks([s.score for s in items])
-    positives = [r for r, s in zip(ranks, items) if s.label >= 0.5]
-    n_pos, n_neg = len(positives), len(items) - len(positives)
-    if not n_pos or not n_neg:
-        return None
-    return (sum(positives) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    """ROC AUC with binary labels (label >= 0.5 is positive)."""
+    return stats.roc_auc([s.score for s in items], [s.label >= 0.5 for s in items])
 
 
 def pairwise_accuracy(items: Sequence[Scored]) -> float | None:
@@ -115,16 +109,16 @@ def pairwise_accuracy(items: Sequence[Scored]) -> float | None:
 
 
 def spearman(items: Sequence[Scored]) -> float | None:
-    return wstats.spearman([s.label for s in items], [s.score for s in items])
+    return stats.spearman([s.label for s in items], [s.score for s in items])
 
 
 def kappa_at(threshold: float) -> Callable[[Sequence[Scored]], float | None]:
     def kappa(items: Sequence[Scored]) -> float | None:
         graded = len({s.label for s in items}) > 2
         k = 5 if graded else 2
-        labels = [wstats.category(s.label, k) if graded else int(s.label >= 0.5) for s in items]
-        judged = [wstats.category(s.score, k) if graded else int(s.score >= threshold) for s in items]
-        return wstats.quadratic_kappa(labels, judged, k)
+        labels = [agreement.category(s.label, k) if graded else int(s.label >= 0.5) for s in items]
+        judged = [agreement.category(s.score, k) if graded else int(s.score >= threshold) for s in items]
+        return stats.quadratic_kappa(labels, judged, k)
     return kappa
 
 

@@ -3,8 +3,9 @@
 Each row is graded like a test case (``input``, ``output``/``answer``, ``expected_output``,
 ``context``, ``criteria``; ``metric`` per row, default correctness) and carries the human
 judgement: ``label`` (pass/fail, true/false, yes/no, 1/0) or ``expected_score`` (0-1, or on
-the metric's own scale when above 1). The judge agrees with a row when its pass/fail matches
-the label, or when its score is within ``SCORE_TOLERANCE`` of the expected score.
+the metric's own scale when above 1). The judge agrees with a row as
+:func:`pytest_llmjudge.agreement.label_agrees` says: its pass/fail matches the label, or its
+score is within ``SCORE_TOLERANCE`` of the expected score.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .agreement import SCORE_TOLERANCE, label_agrees, pass_fail_word
 from .datasets import Case, load_cases
 from .errors import ConfigError, DatasetError, JudgeError
 from .evaluation import evaluate
@@ -20,10 +22,9 @@ from .judges.base import Judge
 from .metrics import get_metric
 from .metrics.base import Metric, MetricInputs
 
-#: one rubric point on the 0-5 correctness scale
-SCORE_TOLERANCE = 0.2
-_TRUE = {"pass", "passed", "true", "yes", "1", "good", "correct"}
-_FALSE = {"fail", "failed", "false", "no", "0", "bad", "incorrect"}
+__all__ = ["SCORE_TOLERANCE", "PreflightCase", "PreflightResult", "run_preflight"]
+#: a label may also be 1 or 0 here (calibrate reads digits as grades)
+_DIGITS = {"1": True, "0": False}
 
 
 @dataclass
@@ -66,11 +67,12 @@ class PreflightResult:
 def _label(case: Case, where: str) -> tuple[bool | None, float | None]:
     label = case.get("label")
     if label not in (None, ""):
-        text = str(label).strip().lower()
-        if text in _TRUE:
-            return True, None
-        if text in _FALSE:
-            return False, None
+        text = str(label).strip()
+        word = pass_fail_word(text)
+        if word is None:
+            word = _DIGITS.get(text)
+        if word is not None:
+            return word, None
         raise DatasetError(f"{where}: label {label!r} is not pass/fail, true/false, yes/no or 1/0")
     expected = case.get("expected_score")
     if expected not in (None, ""):
@@ -129,13 +131,11 @@ def run_preflight(path: Path, judge: Judge, *, threshold: float, minimum: float,
         except JudgeError as exc:
             results.append(PreflightCase(name, metric.name, False, f"judge error: {exc}"))
             continue
+        agreed = label_agrees(verdict.passed, verdict.score, label=label, expected_score=expected_score)
         if label is not None:
-            agreed = verdict.passed == label
             detail = (f"labelled {'pass' if label else 'fail'}, judge scored {verdict.score:.2f} "
                       f"({'pass' if verdict.passed else 'fail'} at {row_threshold:.2f}): {verdict.reason}")
         else:
-            assert expected_score is not None
-            agreed = abs(verdict.score - expected_score) <= SCORE_TOLERANCE
             detail = f"expected score {expected_score:.2f}, judge scored {verdict.score:.2f}: {verdict.reason}"
         results.append(PreflightCase(name, metric.name, agreed, detail))
     executor.shutdown()

@@ -7,6 +7,12 @@
   :data:`WILCOXON_EXACT_MAX` non-zero differences, ties included; normal approximation beyond).
 * :func:`paired_permutation_test` — two-sided sign-flip permutation test of the mean difference.
 * :func:`straddles` — do a verdict's samples fall on both sides of its threshold?
+* :func:`pearson`, :func:`spearman` — correlations (Spearman with tied ranks averaged).
+* :func:`confusion_matrix`, :func:`weighted_kappa`, :func:`quadratic_kappa` — agreement of two
+  raters over ordered categories (Cohen's kappa).
+* :func:`roc_auc` — area under the ROC curve of scores against binary labels (Mann-Whitney U).
+
+What these figures mean for a judge against human labels is :mod:`pytest_llmjudge.agreement`.
 
 The t quantile is not a table lookup or a truncated series: :func:`t_cdf` evaluates the
 regularized incomplete beta function by its continued fraction (Lentz's method, relative
@@ -28,14 +34,21 @@ from statistics import NormalDist
 
 __all__ = [
     "WILCOXON_EXACT_MAX",
+    "average_ranks",
+    "confusion_matrix",
     "mean_interval",
     "normal_quantile",
     "paired_bootstrap_diff",
     "paired_permutation_test",
+    "pearson",
+    "quadratic_kappa",
+    "roc_auc",
+    "spearman",
     "straddles",
     "t_cdf",
     "t_quantile",
     "wilcoxon_signed_rank",
+    "weighted_kappa",
     "wilson_interval",
 ]
 
@@ -411,3 +424,95 @@ def straddles(samples: Iterable[float], threshold: float) -> bool:
         if passes and fails:
             return True
     return False
+
+
+# --------------------------------------------------------------------------- agreement of two raters
+#
+# Each returns None where the statistic is undefined (fewer than two points, a constant
+# series, a single category used by both raters).
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Pearson's correlation coefficient."""
+    if len(x) != len(y):
+        raise ValueError("x and y must have the same length")
+    n = len(x)
+    if n < 2:
+        return None
+    mx, my = sum(x) / n, sum(y) / n
+    dx = [v - mx for v in x]
+    dy = [v - my for v in y]
+    sxx = sum(d * d for d in dx)
+    syy = sum(d * d for d in dy)
+    if sxx <= 0 or syy <= 0:
+        return None
+    r = sum(a * b for a, b in zip(dx, dy)) / math.sqrt(sxx * syy)
+    return max(-1.0, min(1.0, r))
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation: Pearson's r of the average ranks (handles ties)."""
+    if len(x) != len(y):
+        raise ValueError("x and y must have the same length")
+    return pearson(average_ranks(x), average_ranks(y))
+
+
+def confusion_matrix(a: Sequence[int], b: Sequence[int], k: int) -> list[list[int]]:
+    """``m[i][j]`` = how many items rater A put in category i and rater B in category j."""
+    if len(a) != len(b):
+        raise ValueError("a and b must have the same length")
+    matrix = [[0] * k for _ in range(k)]
+    for i, j in zip(a, b):
+        if not (0 <= i < k and 0 <= j < k):
+            raise ValueError(f"category out of range 0..{k - 1}: {i}, {j}")
+        matrix[i][j] += 1
+    return matrix
+
+
+def weighted_kappa(a: Sequence[int], b: Sequence[int], k: int, *, weights: str = "quadratic") -> float | None:
+    """Cohen's kappa of two raters over ``k`` ordered categories (0..k-1).
+
+    ``weights``: ``"quadratic"`` (disagreement (i-j)^2), ``"linear"`` (|i-j|) or ``"none"``
+    (unweighted kappa). ``kappa = 1 - sum(w * observed) / sum(w * expected)`` with the expected
+    counts from the raters' marginals.
+    """
+    if k < 2:
+        raise ValueError("kappa needs at least two categories")
+    n = len(a)
+    if n == 0:
+        return None
+    observed = confusion_matrix(a, b, k)
+    rows = [sum(r) for r in observed]
+    cols = [sum(observed[i][j] for i in range(k)) for j in range(k)]
+
+    def weight(i: int, j: int) -> float:
+        if weights == "quadratic":
+            return (i - j) ** 2 / (k - 1) ** 2
+        if weights == "linear":
+            return abs(i - j) / (k - 1)
+        if weights == "none":
+            return 0.0 if i == j else 1.0
+        raise ValueError(f"unknown weights {weights!r}")
+
+    num = sum(weight(i, j) * observed[i][j] for i in range(k) for j in range(k))
+    den = sum(weight(i, j) * rows[i] * cols[j] / n for i in range(k) for j in range(k))
+    if den <= 0:
+        return None
+    return 1.0 - num / den
+
+
+def quadratic_kappa(a: Sequence[int], b: Sequence[int], k: int) -> float | None:
+    """Cohen's quadratic-weighted kappa."""
+    return weighted_kappa(a, b, k, weights="quadratic")
+
+
+def roc_auc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
+    """Mann-Whitney U / (n_pos * n_neg): the chance a positive scores above a negative (ties half)."""
+    if len(scores) != len(positive):
+        raise ValueError("scores and positive must have the same length")
+    ranks = average_ranks(scores)
+    positives = [r for r, p in zip(ranks, positive) if p]
+    n_pos, n_neg = len(positives), len(scores) - len(positives)
+    if not n_pos or not n_neg:
+        return None
+    return (sum(positives) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)

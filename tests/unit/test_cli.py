@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llmjudge import cli
+from pytest_llmjudge import agreement, cli, stats
 from pytest_llmjudge.datasets import load_cases
 from pytest_llmjudge.testing.fake_server import FakeJudgeServer, find_schema
-from pytest_llmjudge.workflows import stats
 from pytest_llmjudge.workflows.sample import allocate
 
 COMMANDS = ["sample", "convert", "augment", "generate", "calibrate"]
@@ -505,8 +504,8 @@ def test_calibrate_report_json(capsys, tmp_path, server):
     scores = [r["score"] for r in rows]
     # the report's statistics are those of the rows, recomputed here
     assert report["spearman"] == pytest.approx(stats.spearman(human, scores), abs=1e-4)
-    cats = [stats.category(r["argmax_score"] if r["argmax_score"] is not None else r["score"], 6) for r in rows]
-    hcats = [stats.category(h, 6) for h in human]
+    cats = [agreement.category(r["argmax_score"] if r["argmax_score"] is not None else r["score"], 6) for r in rows]
+    hcats = [agreement.category(h, 6) for h in human]
     assert report["kappa_quadratic"] == pytest.approx(stats.quadratic_kappa(hcats, cats, 6), abs=1e-4)
     assert report["confusion_matrix"]["categories"] == ["0", "1", "2", "3", "4", "5"]
     assert report["confusion_matrix"]["counts"] == stats.confusion_matrix(hcats, cats, 6)

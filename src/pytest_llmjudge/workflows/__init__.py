@@ -11,7 +11,6 @@ module declares. The shared pieces:
   failed row into an ``error`` cell instead of stopping, and drives the progress bar;
 * :mod:`.common` builds the judge and cache every model command shares;
 * :mod:`.generation` produces free text with a judge backend (``generate``);
-* :mod:`.stats` is the pure-Python statistics of ``calibrate``;
 * :mod:`.progress` is the progress bar on stderr.
 """
 

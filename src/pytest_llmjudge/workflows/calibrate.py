@@ -8,14 +8,16 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
+from .. import agreement, stats
 from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..metrics import AnyMetric, CheckMetric, Metric, MetricInputs, get_metric
-from . import CLIError, stats
+from . import CLIError
 from .common import (
     build_cache,
     build_judge,
@@ -26,11 +28,6 @@ from .runner import run_units
 
 OUTPUT_CANDIDATES = ("actual_output", "output", "answer", "response")
 REPORT_FORMATS = (".json", ".md", ".markdown")
-_WORDS = {
-    "pass": True, "passed": True, "true": True, "yes": True, "y": True, "good": True,
-    "correct": True, "fail": False, "failed": False, "false": False, "no": False, "n": False,
-    "bad": False, "incorrect": False,
-}
 ROW_COLUMNS = ["id", "row", "label", "label_normalized", "score", "raw_score", "argmax_score",
                "passed", "reason", "judge", "cached", ERROR_COLUMN]
 GATE_KAPPA = 0.6
@@ -73,9 +70,9 @@ def parse_label(value: Any, where: str, column: str) -> float | bool | None:
     text = str(value).strip()
     if not text:
         return None
-    lowered = text.lower()
-    if lowered in _WORDS:
-        return _WORDS[lowered]
+    word = agreement.pass_fail_word(text)
+    if word is not None:
+        return word
     try:
         number = float(text)
     except ValueError:
@@ -191,6 +188,10 @@ def _num(value: Any) -> float | None:
     return None if math.isnan(number) else number
 
 
+def _mean(values: list[float]) -> float | None:
+    return statistics.fmean(values) if values else None
+
+
 def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -228,10 +229,10 @@ def build_report(*, table: Table, units: list[Unit], results: list[tuple[Unit, d
             errors.append((unit, cell(row.get(ERROR_COLUMN))))
     human = [item[2] for item in judged]
     judge = [item[3] for item in judged]
-    hcat = [stats.category(h, k) for h in human]
-    jcat = [stats.category(item[4], k) for item in judged]
+    hcat = [agreement.category(h, k) for h in human]
+    jcat = [agreement.category(item[4], k) for item in judged]
     kappa = stats.quadratic_kappa(hcat, jcat, k) if judged else None
-    agreement = stats.binary_agreement([h >= threshold for h in human], [s >= threshold for s in judge])
+    pass_fail = agreement.binary_agreement([h >= threshold for h in human], [s >= threshold for s in judge])
     diffs = [s - h for h, s in zip(human, judge)]
 
     def excerpt(text: Any, limit: int = 160) -> str:
@@ -254,7 +255,7 @@ def build_report(*, table: Table, units: list[Unit], results: list[tuple[Unit, d
         }
         for unit, row, h, s, _ in ranked[:top]
     ]
-    accuracy = agreement["accuracy"]
+    accuracy = pass_fail["accuracy"]
     if kappa is None or accuracy is None:
         advice = "undefined: too few judged rows, or every label and score in one category"
         gate = False
@@ -285,11 +286,11 @@ def build_report(*, table: Table, units: list[Unit], results: list[tuple[Unit, d
         "spearman": _round(stats.spearman(human, judge)) if len(judged) >= 2 else None,
         "pearson": _round(stats.pearson(human, judge)) if len(judged) >= 2 else None,
         "kappa_quadratic": _round(kappa),
-        "kappa_interpretation": stats.interpret_kappa(kappa),
+        "kappa_interpretation": agreement.interpret_kappa(kappa),
         "accuracy_at_threshold": _round(accuracy),
-        "pass_fail": {key: (_round(v) if isinstance(v, float) else v) for key, v in agreement.items()},
-        "mean_abs_difference": _round(stats.mean([abs(d) for d in diffs])),
-        "mean_bias": _round(stats.mean(diffs)),
+        "pass_fail": {key: (_round(v) if isinstance(v, float) else v) for key, v in pass_fail.items()},
+        "mean_abs_difference": _round(_mean([abs(d) for d in diffs])),
+        "mean_bias": _round(_mean(diffs)),
         "confusion_matrix": {
             "rows": "human", "columns": "judge", "categories": cats,
             "counts": stats.confusion_matrix(hcat, jcat, k),

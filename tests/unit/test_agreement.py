@@ -1,4 +1,4 @@
-"""Calibration statistics against values computed by hand."""
+"""Agreement statistics (stats.py) and their reading for a judge (agreement.py), by hand."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pytest_llmjudge.workflows import stats
+from pytest_llmjudge import agreement, stats
 
 
 def test_average_ranks_share_ties():
@@ -73,22 +73,22 @@ def test_confusion_matrix():
 
 
 def test_category_rounds_half_up():
-    assert [stats.category(x, 6) for x in (0.0, 0.09, 0.1, 0.5, 0.91, 1.0)] == [0, 0, 1, 3, 5, 5]
-    assert [stats.category(x, 5) for x in (0.125, 0.124, 0.875)] == [1, 0, 4]
-    assert stats.category(-0.5, 5) == 0 and stats.category(7, 5) == 4
+    assert [agreement.category(x, 6) for x in (0.0, 0.09, 0.1, 0.5, 0.91, 1.0)] == [0, 0, 1, 3, 5, 5]
+    assert [agreement.category(x, 5) for x in (0.125, 0.124, 0.875)] == [1, 0, 4]
+    assert agreement.category(-0.5, 5) == 0 and agreement.category(7, 5) == 4
 
 
 def test_binary_agreement_counts_failures_as_positive():
     human = [True, True, False, False, False]
     judge = [True, False, False, True, False]
-    result = stats.binary_agreement(human, judge)
+    result = agreement.binary_agreement(human, judge)
     assert result["both_pass"] == 1 and result["both_fail"] == 2
     assert result["judge_pass_human_fail"] == 1 and result["judge_fail_human_pass"] == 1
     assert result["accuracy"] == pytest.approx(3 / 5)
     assert result["fail_precision"] == pytest.approx(2 / 3)
     assert result["fail_recall"] == pytest.approx(2 / 3)
     assert result["fail_f1"] == pytest.approx(2 / 3)
-    assert stats.binary_agreement([], [])["accuracy"] is None
+    assert agreement.binary_agreement([], [])["accuracy"] is None
 
 
 @pytest.mark.parametrize(
@@ -97,4 +97,29 @@ def test_binary_agreement_counts_failures_as_positive():
      (0.6, "moderate"), (0.61, "substantial"), (0.81, "almost perfect")],
 )
 def test_interpret_kappa(kappa, reading):
-    assert stats.interpret_kappa(kappa) == reading
+    assert agreement.interpret_kappa(kappa) == reading
+
+
+def test_roc_auc_by_hand():
+    # positives score 0.9 and 0.4, negatives 0.5 and 0.1: 3 of 4 (positive, negative) pairs ordered
+    assert stats.roc_auc([0.9, 0.4, 0.5, 0.1], [True, True, False, False]) == pytest.approx(0.75)
+    assert stats.roc_auc([0.5, 0.5], [True, False]) == pytest.approx(0.5)  # a tie counts half
+    assert stats.roc_auc([0.1, 0.2], [True, True]) is None
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("pass", True), (" Yes ", True), ("y", True), ("CORRECT", True),
+    ("fail", False), ("No", False), ("n", False), ("incorrect", False),
+    ("1", None), ("maybe", None), ("", None),
+])
+def test_pass_fail_words(text, value):
+    assert agreement.pass_fail_word(text) is value
+
+
+def test_label_agrees_on_pass_fail_or_within_the_score_tolerance():
+    assert agreement.label_agrees(True, 0.2, label=True, expected_score=None)
+    assert not agreement.label_agrees(False, 0.9, label=True, expected_score=None)
+    assert agreement.label_agrees(False, 0.5, label=None, expected_score=0.5 + agreement.SCORE_TOLERANCE)
+    assert not agreement.label_agrees(True, 0.5, label=None, expected_score=0.75)
+    with pytest.raises(ValueError):
+        agreement.label_agrees(True, 0.5, label=None, expected_score=None)
