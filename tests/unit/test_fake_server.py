@@ -455,3 +455,32 @@ def test_truncate_drop_and_drip_switches():
         status, headers, data = _post(fake)
         assert len(data) == int(headers["content-length"])
         assert time.monotonic() - started >= 0.01 * len(data)
+
+
+def test_hang_next_answers_nothing_until_the_client_gives_up_then_serves_again(fake):
+    fake.hang_next()
+    impatient = openai.OpenAI(base_url=fake.url, api_key="k", max_retries=0, timeout=0.3)
+    start = time.monotonic()
+    with pytest.raises(openai.APITimeoutError):
+        ask(impatient, "hi", Correctness)
+    assert 0.3 <= time.monotonic() - start < 2.0
+    Correctness.model_validate_json(ask(impatient, "hi", Correctness))  # only one hang was queued
+    fake.hang_next(1)
+    retrying = openai.OpenAI(base_url=fake.url, api_key="k", max_retries=1, timeout=0.3)
+    Correctness.model_validate_json(ask(retrying, "hi", Correctness))  # the retry is answered
+    assert fake.request_count == 4
+    deadline = time.monotonic() + 1.0  # the hung handlers noticed their clients hang up
+    while fake.in_flight and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert fake.in_flight == 0
+    fake.hang_next(3)
+    fake.reset()  # clears queued hangs
+    Correctness.model_validate_json(ask(impatient, "hi", Correctness))
+
+
+def test_public_import_path():
+    import pytest_llmjudge.testing as testing
+
+    assert testing.FakeJudgeServer is FakeJudgeServer and "FakeJudgeServer" in testing.__all__
+    with pytest.raises(AttributeError):
+        testing.NoSuchThing  # noqa: B018

@@ -641,7 +641,8 @@ class FakeJudgeServer:
     checked before anything else), :meth:`fail_each` (every distinct request body fails N
     times, then succeeds), ``drip_s`` (the body goes out one byte per ``drip_s`` seconds),
     :meth:`truncate_next` (a body cut short, then the connection closed), :meth:`drop_next`
-    (the connection closed without any response).
+    (the connection closed without any response), :meth:`hang_next` (no answer at all until
+    the client gives up).
 
     Records: ``requests`` (parsed JSON bodies), ``headers`` (per request, lowercased keys,
     case-insensitive lookup), ``paths``, ``request_count``, ``max_in_flight``; :meth:`reset`.
@@ -671,6 +672,7 @@ class FakeJudgeServer:
         self._drip_s = 0.0
         self._truncate: deque[int] = deque()
         self._drop = 0
+        self._hang_next = 0
         #: requests answered 429 by :meth:`rate_limit`
         self.rate_limited = 0
         self.model_name = model_name
@@ -834,6 +836,12 @@ class FakeJudgeServer:
         with self._lock:
             self._drop += int(count)
 
+    def hang_next(self, count: int = 1) -> None:
+        """Never answer the next ``count`` chat requests: each waits until its client hangs up
+        (a client timeout) or the server stops. Later requests are answered as usual."""
+        with self._lock:
+            self._hang_next += int(count)
+
     def script(self, *replies: str | int) -> None:
         """Queue replies, one per chat request: a ``str`` is the exact assistant content,
         an ``int`` an HTTP error status."""
@@ -871,6 +879,7 @@ class FakeJudgeServer:
             self._drip_s = 0.0
             self._truncate.clear()
             self._drop = 0
+            self._hang_next = 0
             self.rate_limited = 0
 
     # -- request handling
@@ -910,12 +919,15 @@ class FakeJudgeServer:
             if drop:
                 self._drop -= 1
             keep = self._truncate.popleft() if failure is None and not drop and self._truncate else None
+            hang = failure is None and not drop and self._hang_next > 0
+            if hang:
+                self._hang_next -= 1
         try:
             if drop:
                 handler.close_connection = True
                 return
             delay = latency(body) if callable(latency) else latency
-            delay = float(delay or 0.0) + hang_s
+            delay = math.inf if hang else float(delay or 0.0) + hang_s
             if delay > 0 and not self._sleep(handler, delay):
                 handler.close_connection = True
                 return
