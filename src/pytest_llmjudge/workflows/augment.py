@@ -16,7 +16,6 @@ from . import CLIError
 from .common import (
     build_cache,
     build_judge,
-    close_quietly,
 )
 from .io import (
     ERROR_COLUMN,
@@ -29,7 +28,7 @@ from .io import (
     table_format,
     union_columns,
 )
-from .runner import run_units
+from .runner import run_rows_command
 
 MAX_PROMPT_CHARS = 2000
 
@@ -199,15 +198,7 @@ def run(args: argparse.Namespace) -> int:
         out[ERROR_COLUMN] = message
         return out
 
-    try:
-        result = run_units(
-            units, work, failed_row, out=args.output, columns=columns, plan=plan,
-            concurrency=args.concurrency, label="augment", quiet=args.quiet,
-        )
-    finally:
-        close_quietly(cache, judge)
-    if result.interrupted:
-        return 130
-    if not args.quiet:
-        print(f"augment ({judge.name}): {result.summary(args.output)}")
-    return 1 if result.failed else 0
+    return run_rows_command(
+        units, work, failed_row, args, columns=columns, plan=plan, label="augment",
+        headline=f"augment ({judge.name})", close=(cache, judge),
+    )

@@ -14,11 +14,10 @@ from . import CLIError
 from .common import (
     build_cache,
     build_judge,
-    close_quietly,
 )
 from .generation import GeneratedAnswer, generate_text, generation_mode
 from .io import ERROR_COLUMN, Row, Table, Unit, check_output_path, plan_resume, read_table, table_format, union_columns
-from .runner import run_units
+from .runner import run_rows_command
 
 RECORD_COLUMNS = ["model", "temperature", "top_p", "max_tokens", "seed", "system_prompt",
                   "generation_mode", "finish_reason", "latency_s"]
@@ -140,15 +139,7 @@ def run(args: argparse.Namespace) -> int:
         out[ERROR_COLUMN] = message
         return out
 
-    try:
-        result = run_units(
-            units, work, failed_row, out=args.output, columns=columns, plan=plan,
-            concurrency=args.concurrency, label="generate", quiet=args.quiet,
-        )
-    finally:
-        close_quietly(cache, judge)
-    if result.interrupted:
-        return 130
-    if not args.quiet:
-        print(f"generate ({judge.name}, {generation_mode(judge)} mode): {result.summary(args.output)}")
-    return 1 if result.failed else 0
+    return run_rows_command(
+        units, work, failed_row, args, columns=columns, plan=plan, label="generate",
+        headline=f"generate ({judge.name}, {generation_mode(judge)} mode)", close=(cache, judge),
+    )

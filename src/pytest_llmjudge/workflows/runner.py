@@ -150,3 +150,26 @@ def run_units(
     if result.interrupted and out is not None:
         print("llmjudge: " + result.summary(os.fspath(out)), file=sys.stderr)
     return result
+
+
+def run_rows_command(
+    units: Sequence[Unit], work: Work, failed_row: FailedRow, args: Any, *, columns: Sequence[str],
+    plan: ResumePlan | None, label: str, headline: str, close: Sequence[Any] = (),
+) -> int:
+    """A model command's run over every row into ``args.output``: closes ``close`` (judge,
+    cache) afterwards, prints ``HEADLINE: summary`` unless ``args.quiet``; the exit status
+    (0, 1 when a row failed, 130 when interrupted)."""
+    from .common import close_quietly
+
+    try:
+        result = run_units(
+            units, work, failed_row, out=args.output, columns=columns, plan=plan,
+            concurrency=args.concurrency, label=label, quiet=args.quiet,
+        )
+    finally:
+        close_quietly(*close)
+    if result.interrupted:
+        return 130
+    if not args.quiet:
+        print(f"{headline}: {result.summary(args.output)}")
+    return 1 if result.failed else 0
