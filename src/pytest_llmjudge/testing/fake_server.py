@@ -39,7 +39,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 from urllib.parse import urlsplit
 
 from ..metrics.fencing import split_fenced
@@ -621,6 +621,42 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_Reply(404, _error_body(404, f"no route POST {path}")))
 
 
+T = TypeVar("T")
+
+
+class _Knob(Generic[T]):
+    """A server setting read and written under the server's lock (from any thread)."""
+
+    def __init__(self, convert: Callable[[Any], T]) -> None:
+        self._convert = convert
+        self._attribute = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._attribute = f"_{name}"
+
+    @overload
+    def __get__(self, server: None, owner: type) -> _Knob[T]: ...
+    @overload
+    def __get__(self, server: FakeJudgeServer, owner: type) -> T: ...
+    def __get__(self, server: FakeJudgeServer | None, owner: type) -> _Knob[T] | T:
+        if server is None:
+            return self
+        with server._lock:
+            value: T = getattr(server, self._attribute)
+            return value
+
+    def __set__(self, server: FakeJudgeServer, value: Any) -> None:
+        converted = self._convert(value)
+        with server._lock:
+            setattr(server, self._attribute, converted)
+
+
+def _reject_style(value: str) -> str:
+    if value not in ("openai", "llamacpp"):
+        raise ValueError("reject_style must be 'openai' or 'llamacpp'")
+    return value
+
+
 class FakeJudgeServer:
     """A fake chat-completions judge server; thread-safe knobs, recorded requests.
 
@@ -662,7 +698,7 @@ class FakeJudgeServer:
         self._hang_s = 0.0
         self._reject_formats: set[str] = set()
         self._reject_style = "openai"
-        self._malformed = False
+        self._malformed_http_body = False
         self._failures: deque[tuple[int, float | None, str | None]] = deque()
         self._script: deque[str | int] = deque()
         self._rate: tuple[float, float] | None = None
@@ -734,58 +770,14 @@ class FakeJudgeServer:
         """``http://HOST:PORT/v1``: for ``openai.OpenAI(base_url=...)``."""
         return self.root_url + "/v1"
 
-    # -- knobs
-    @property
-    def latency(self) -> Latency:
-        with self._lock:
-            return self._latency
-
-    @latency.setter
-    def latency(self, value: Latency) -> None:
-        with self._lock:
-            self._latency = value
-
-    @property
-    def hang_s(self) -> float:
-        with self._lock:
-            return self._hang_s
-
-    @hang_s.setter
-    def hang_s(self, value: float) -> None:
-        with self._lock:
-            self._hang_s = float(value)
-
-    @property
-    def reject_formats(self) -> set[str]:
-        with self._lock:
-            return self._reject_formats
-
-    @reject_formats.setter
-    def reject_formats(self, value: Iterable[str]) -> None:
-        with self._lock:
-            self._reject_formats = set(value)
-
-    @property
-    def reject_style(self) -> str:
-        with self._lock:
-            return self._reject_style
-
-    @reject_style.setter
-    def reject_style(self, value: str) -> None:
-        if value not in ("openai", "llamacpp"):
-            raise ValueError("reject_style must be 'openai' or 'llamacpp'")
-        with self._lock:
-            self._reject_style = value
-
-    @property
-    def malformed_http_body(self) -> bool:
-        with self._lock:
-            return self._malformed
-
-    @malformed_http_body.setter
-    def malformed_http_body(self, value: bool) -> None:
-        with self._lock:
-            self._malformed = bool(value)
+    # -- knobs: attributes read and written under the lock (the _Knob descriptors above)
+    latency = _Knob[Latency](lambda value: value)
+    hang_s = _Knob[float](float)
+    reject_formats = _Knob[set[str]](set)
+    reject_style = _Knob[str](_reject_style)
+    malformed_http_body = _Knob[bool](bool)
+    #: send each reply body one byte per this many seconds
+    drip_s = _Knob[float](float)
 
     def fail_next(
         self,
@@ -815,16 +807,6 @@ class FakeJudgeServer:
         with self._lock:
             self._fail_each = (int(status), int(times))
             self._attempts.clear()
-
-    @property
-    def drip_s(self) -> float:
-        with self._lock:
-            return self._drip_s
-
-    @drip_s.setter
-    def drip_s(self, value: float) -> None:
-        with self._lock:
-            self._drip_s = float(value)
 
     def truncate_next(self, keep: int, count: int = 1) -> None:
         """Send only the first ``keep`` body bytes of the next ``count`` replies, then close."""
@@ -871,7 +853,7 @@ class FakeJudgeServer:
             self._hang_s = 0.0
             self._reject_formats = set()
             self._reject_style = "openai"
-            self._malformed = False
+            self._malformed_http_body = False
             self._rate = None
             self._accepted.clear()
             self._fail_each = None
@@ -912,7 +894,7 @@ class FakeJudgeServer:
                     failure = (self._fail_each[0], None, None)
             scripted = self._script.popleft() if failure is None and self._script else None
             latency, hang_s = self._latency, self._hang_s
-            malformed, style = self._malformed, self._reject_style
+            malformed, style = self._malformed_http_body, self._reject_style
             rejected = set(self._reject_formats)
             drip_s = self._drip_s
             drop = failure is None and self._drop > 0
