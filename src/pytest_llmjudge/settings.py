@@ -11,6 +11,7 @@ import pytest
 
 from .argtypes import non_negative_float, non_negative_int, on_off, positive_float, positive_int, unit_float
 from .cache import CACHE_MODES, DEFAULT_CACHE_DIR
+from .judges.retry import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from .repeats import RepeatPlan
 from .secrets import safe_url
 
@@ -69,8 +70,10 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [
      "Results rows carry the judged texts and dataset columns (on, default) or only the case id (off)"),
     ("--llm-markdown", str, None,
      "Write a markdown summary to this path (also appended to $GITHUB_STEP_SUMMARY when set)"),
-    ("--llm-max-retries", non_negative_int, 4, "Retries per judge request on 429/5xx/timeouts (default 4)"),
-    ("--llm-timeout", positive_float, 60.0, "Per-request judge timeout in seconds (default 60)"),
+    ("--llm-max-retries", non_negative_int, DEFAULT_MAX_RETRIES,
+     f"Retries per judge request on 429/5xx/timeouts (default {DEFAULT_MAX_RETRIES})"),
+    ("--llm-timeout", positive_float, DEFAULT_TIMEOUT_S,
+     f"Per-request judge timeout in seconds (default {DEFAULT_TIMEOUT_S:g})"),
     ("--llm-concurrency", positive_int, 16,
      "Cases of an llm_dataset (or @pytest.mark.llm_concurrent test) run at once; 1 runs one at a time (default 16)"),
     ("--llm-batch-size", positive_int, 8, "Batch size of a local judge (default 8)"),
@@ -155,8 +158,8 @@ class Settings:
     base_url: str | None = None
     threshold: float = 0.5
     results: Path | None = None
-    max_retries: int = 4
-    timeout: float = 60.0
+    max_retries: int = DEFAULT_MAX_RETRIES
+    timeout: float = DEFAULT_TIMEOUT_S
     concurrency: int = 16
     batch_size: int = 8
     cache_mode: str = "rw"

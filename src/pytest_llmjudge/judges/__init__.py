@@ -8,14 +8,11 @@ from typing import Any
 from ..errors import ConfigError
 from .base import Judge, JudgeRequest, JudgeResponse, Sampling
 from .fake import FakeJudge
-from .retry import DEFAULT_MAX_IN_FLIGHT
+from .retry import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 
 BACKENDS = ("openai", "hf", "local")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 DEFAULT_LOCAL_SPEC = "local:smollm2-135m"
-#: per-request timeout (seconds) and retries on 429/5xx/timeouts, unless configured
-DEFAULT_TIMEOUT_S = 60.0
-DEFAULT_MAX_RETRIES = 4
 
 
 def default_judge_spec(base_url: str | None = None) -> str:
@@ -75,6 +72,6 @@ def make_judge(spec: str, **options: Any) -> Judge:
 
 
 __all__ = [
-    "DEFAULT_LOCAL_SPEC", "FakeJudge", "Judge", "JudgeRequest", "JudgeResponse", "Sampling",
-    "default_judge_spec", "judge_options", "make_judge",
+    "DEFAULT_LOCAL_SPEC", "DEFAULT_MAX_RETRIES", "DEFAULT_TIMEOUT_S", "FakeJudge", "Judge", "JudgeRequest",
+    "JudgeResponse", "Sampling", "default_judge_spec", "judge_options", "make_judge",
 ]

@@ -11,7 +11,7 @@ from ..secrets import redact
 from .base import Message, schema_of
 from .chat import ChatCompletionsJudge
 from .deadline import RequestDeadlineExceeded, hf_deadline
-from .retry import DEFAULT_MAX_IN_FLIGHT, Failure, classify_status
+from .retry import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, Failure, classify_status
 
 DEFAULT_MAX_TOKENS = 1024  # huggingface_hub's default (100) cuts verdicts short
 
@@ -31,8 +31,8 @@ class HFInferenceJudge(ChatCompletionsJudge):
         model: str,
         *,
         base_url: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 4,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         hub = import_heavy("huggingface_hub")

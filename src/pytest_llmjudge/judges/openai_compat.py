@@ -14,7 +14,7 @@ from ..secrets import redact
 from .base import Message
 from .chat import ChatCompletionsJudge
 from .deadline import openai_http_client
-from .retry import DEFAULT_MAX_IN_FLIGHT, Failure, classify_status
+from .retry import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, Failure, classify_status
 
 
 class OpenAIJudge(ChatCompletionsJudge):
@@ -31,8 +31,8 @@ class OpenAIJudge(ChatCompletionsJudge):
         model: str,
         *,
         base_url: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 4,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         require_key: bool = True,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:

@@ -33,7 +33,9 @@ from ..errors import JudgeError
 
 T = TypeVar("T")
 
+#: retries after the first attempt on 429/5xx/timeouts, and the per-request timeout, unless configured
 DEFAULT_MAX_RETRIES = 4
+DEFAULT_TIMEOUT_S = 60.0
 #: requests in flight per endpoint before any 429 is seen
 DEFAULT_MAX_IN_FLIGHT = 16
 BASE_DELAY_S = 0.5
