@@ -121,15 +121,8 @@ def _hermetic(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setenv("PYTEST_ADDOPTS", NEIGHBOURS_OFF)
     # backoff without Retry-After sleeps up to BASE_DELAY_S * 2**attempt: keep it tiny
     monkeypatch.setattr(retry, "BASE_DELAY_S", 0.01)
-    _forget_backend_state()
+    # endpoint gates belong to a run (or a judge built on its own): nothing to forget between tests
     yield
-    _forget_backend_state()
-
-
-def _forget_backend_state() -> None:
-    # ports are reused by the OS: a new fake server must not inherit an old one's memory
-    with retry._gates_lock:
-        retry._gates.clear()
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from .errors import ConfigError, JudgeError
 from .evaluation import evaluate
 from .executor import DaemonExecutor
 from .judges import Judge, Sampling, default_judge_spec
+from .judges.retry import EndpointGates
 from .metrics.base import AnyMetric, MetricInputs
 from .repeats import RepeatPlan, add_noise_samples, judge_repeated
 from .report.results_file import ResultsWriter
@@ -24,7 +25,8 @@ T = TypeVar("T")
 
 
 class LLMJudgeSession:
-    """Built once per pytest process in ``pytest_configure``; kept in ``config.stash``."""
+    """Built once per pytest process in ``pytest_configure``; owned by the run's plugin object
+    (:class:`~pytest_llmjudge.run_plugin.LLMJudgeRun`)."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -39,6 +41,8 @@ class LLMJudgeSession:
         self.judge_calls = 0
         self.cache_hits = 0
         self._noise_used: dict[str, int] = {}
+        #: per-endpoint in-flight limits and retry budgets of this run's judges
+        self.gates = EndpointGates()
 
     @property
     def default_spec(self) -> str:

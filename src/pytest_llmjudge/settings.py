@@ -104,11 +104,10 @@ def ini_name(option: str) -> str:
 def addoptions(parser: pytest.Parser) -> None:
     """Declare every option as a CLI flag plus an ini key of the same name."""
     group = parser.getgroup("llmjudge", "LLM judge (pytest-llmjudge)")
-    for option, kind, default, help_text in OPTIONS:
+    for option, kind, _default, help_text in OPTIONS:
         name = ini_name(option)
         parser.addini(name, help=help_text, default=None)
         group.addoption(option, dest=name, type=kind, default=None, metavar="VALUE", help=help_text)
-        _DEFAULTS[name] = (kind, default)
     for option, help_text in FLAGS:
         name = ini_name(option)
         parser.addini(name, help=help_text, type="bool", default=False)
@@ -132,7 +131,8 @@ def addoptions(parser: pytest.Parser) -> None:
                     help="Print verdict cache entries and size")
 
 
-_DEFAULTS: dict[str, tuple[Any, Any]] = {}
+#: ini name -> (parser, default) of each valued option
+_DEFAULTS: dict[str, tuple[Any, Any]] = {ini_name(option): (kind, default) for option, kind, default, _ in OPTIONS}
 
 
 def _value(config: pytest.Config, name: str) -> Any:

@@ -330,17 +330,13 @@ def test_hf_uses_grammar_then_falls_back(llm: LLMRun) -> None:
     assert first["type"] == "json" and first["value"]["title"] == "CorrectnessVerdict"
     assert llm.server.requests[0]["max_tokens"] >= 512  # not huggingface_hub's 100-token default
 
-    llm.server.reset()
-    from conftest import _forget_backend_state
-
-    _forget_backend_state()
+    llm.server.reset()  # each run has its own endpoint gates: nothing else to forget
     llm.server.reject_formats = {"json"}
     llm.run("--llm-concurrency", "1", backend="hf").assert_outcomes(passed=2)
     kinds = [request_format(b) for b in llm.server.requests]
     assert kinds[0] == "json" and kinds[1] != "json" and kinds[2] == kinds[1]
 
     llm.server.reset()
-    _forget_backend_state()
     llm.server.reject_formats = {"json", "json_object", "json_schema"}
     llm.server.reject_style = "llamacpp"
     llm.run("--llm-concurrency", "1", backend="hf").assert_outcomes(passed=2)

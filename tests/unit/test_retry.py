@@ -15,11 +15,10 @@ from pytest_llmjudge.judges.openai_compat import OpenAIJudge
 from pytest_llmjudge.judges.retry import (
     MAX_DELAY_S,
     EndpointGate,
+    EndpointGates,
     Failure,
     backoff_delay,
-    budget_exhausted_endpoints,
     call_with_retries,
-    gate_for,
 )
 from pytest_llmjudge.metrics import get_metric
 from pytest_llmjudge.metrics.base import MetricInputs
@@ -214,18 +213,22 @@ def test_retry_budget_scales_with_the_work() -> None:
 
 
 def test_exhausted_budgets_are_reported_per_endpoint() -> None:
-    gate = gate_for("http://127.0.0.1:1/v1")
+    gates = EndpointGates()
+    gate = gates.gate_for("http://127.0.0.1:1/v1")
     gate._budget = 0
     fn, classify, _calls = failing(100)
     with pytest.raises(JudgeError, match="retry budget is exhausted"):
         call_with_retries(fn, classify, gate=gate, max_retries=4, judge="j", sleep=lambda s: None)
-    assert budget_exhausted_endpoints() == {"http://127.0.0.1:1/v1": 1}
+    assert gates.budget_exhausted() == {"http://127.0.0.1:1/v1": 1}
+    assert EndpointGates().budget_exhausted() == {}  # another run's gates know nothing of it
 
 
 def test_gate_for_is_one_gate_per_endpoint() -> None:
-    assert gate_for("http://a/v1") is gate_for("http://a/v1")
-    assert gate_for("http://a/v1") is not gate_for("http://b/v1")
-    assert gate_for("http://a/v1", 32).max_in_flight == 32  # a judge wanting more raises it
+    gates = EndpointGates()
+    assert gates.gate_for("http://a/v1") is gates.gate_for("http://a/v1")
+    assert gates.gate_for("http://a/v1") is not gates.gate_for("http://b/v1")
+    assert gates.gate_for("http://a/v1", 32).max_in_flight == 32  # a judge wanting more raises it
+    assert EndpointGates().gate_for("http://a/v1") is not gates.gate_for("http://a/v1")  # one set per run
 
 
 # -- against the fake server with the real openai client ---------------------------

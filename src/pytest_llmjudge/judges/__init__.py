@@ -40,7 +40,9 @@ def judge_options(
 
 
 def make_judge(spec: str, **options: Any) -> Judge:
-    """Build a judge from its spec. ``options``: base_url, timeout, max_retries, batch_size, ..."""
+    """Build a judge from its spec. ``options``: base_url, timeout, max_retries, batch_size, ...;
+    ``gates`` (an :class:`~pytest_llmjudge.judges.retry.EndpointGates`) shares endpoint limits
+    with other judges of a run (the plugin passes its run's)."""
     backend, sep, model = spec.partition(":")
     if not sep or not model:
         raise ConfigError(
@@ -52,18 +54,19 @@ def make_judge(spec: str, **options: Any) -> Judge:
     max_retries = int(options.get("max_retries", DEFAULT_MAX_RETRIES))
     # requests in flight per endpoint before a 429 lowers it (the run's --llm-concurrency)
     max_in_flight = int(options.get("concurrency") or DEFAULT_MAX_IN_FLIGHT)
+    gates = options.pop("gates", None)
     if backend == "openai":
         from .openai_compat import OpenAIJudge
 
         return OpenAIJudge(
             model, base_url=base_url, timeout=timeout, max_retries=max_retries,
-            require_key=bool(options.get("require_key", True)), max_in_flight=max_in_flight,
+            require_key=bool(options.get("require_key", True)), max_in_flight=max_in_flight, gates=gates,
         )
     if backend == "hf":
         from .hf_inference import HFInferenceJudge
 
         return HFInferenceJudge(model, base_url=base_url, timeout=timeout, max_retries=max_retries,
-                                max_in_flight=max_in_flight)
+                                max_in_flight=max_in_flight, gates=gates)
     if backend == "local":
         from .local import make_local_judge
 

@@ -32,10 +32,10 @@ from .deadline import MID_RESPONSE
 from .parsing import score_distribution_from_top_logprobs
 from .retry import (
     DEFAULT_MAX_IN_FLIGHT,
+    EndpointGates,
     Failure,
     FormatRejected,
     call_with_retries,
-    gate_for,
 )
 
 TOP_LOGPROBS = 10
@@ -57,6 +57,7 @@ class ChatCompletionsJudge:
         max_retries: int,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         first_mode: int = 0,
+        gates: EndpointGates | None = None,
     ) -> None:
         self.model = model
         self.name = f"{backend}:{model}"
@@ -66,7 +67,8 @@ class ChatCompletionsJudge:
         self.endpoint = _host(self.display_url)
         self.timeout = timeout
         self.max_retries = max_retries
-        self.gate = gate_for(self.display_url, max_in_flight)
+        # the run's gates (shared by its judges on one endpoint), else this judge's own
+        self.gate = (gates or EndpointGates()).gate_for(self.display_url, max_in_flight)
         self._lock = threading.Lock()
         self._mode = first_mode
         self._logprobs = True

@@ -11,7 +11,14 @@ from ..secrets import redact
 from .base import Message, schema_of
 from .chat import ChatCompletionsJudge
 from .deadline import RequestDeadlineExceeded, hf_deadline
-from .retry import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, Failure, classify_status
+from .retry import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    EndpointGates,
+    Failure,
+    classify_status,
+)
 
 DEFAULT_MAX_TOKENS = 1024  # huggingface_hub's default (100) cuts verdicts short
 
@@ -34,13 +41,14 @@ class HFInferenceJudge(ChatCompletionsJudge):
         timeout: float = DEFAULT_TIMEOUT_S,
         max_retries: int = DEFAULT_MAX_RETRIES,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        gates: EndpointGates | None = None,
     ) -> None:
         hub = import_heavy("huggingface_hub")
         token = os.environ.get("HF_TOKEN") or None
         self.base_url = base_url
         target = base_url or f"https://router.huggingface.co/{model}"
         super().__init__(backend="hf", model=model, url=target, timeout=timeout, max_retries=max_retries,
-                         max_in_flight=max_in_flight, first_mode=0 if base_url else 1)
+                         max_in_flight=max_in_flight, first_mode=0 if base_url else 1, gates=gates)
         if base_url:
             self._client = hub.InferenceClient(base_url=base_url, token=token, timeout=timeout)
         else:

@@ -14,7 +14,14 @@ from ..secrets import redact
 from .base import Message
 from .chat import ChatCompletionsJudge
 from .deadline import openai_http_client
-from .retry import DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S, Failure, classify_status
+from .retry import (
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_S,
+    EndpointGates,
+    Failure,
+    classify_status,
+)
 
 
 class OpenAIJudge(ChatCompletionsJudge):
@@ -35,6 +42,7 @@ class OpenAIJudge(ChatCompletionsJudge):
         max_retries: int = DEFAULT_MAX_RETRIES,
         require_key: bool = True,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        gates: EndpointGates | None = None,
     ) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
         if not os.environ.get("OPENAI_API_KEY") and base_url is None and require_key:
@@ -44,7 +52,7 @@ class OpenAIJudge(ChatCompletionsJudge):
             )
         self.base_url = base_url or "https://api.openai.com/v1"
         super().__init__(backend="openai", model=model, url=self.base_url, timeout=timeout,
-                         max_retries=max_retries, max_in_flight=max_in_flight)
+                         max_retries=max_retries, max_in_flight=max_in_flight, gates=gates)
         self._client_lock = threading.Lock()
         self._client: Any = None
         self._openai: Any = None

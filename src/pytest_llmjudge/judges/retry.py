@@ -16,7 +16,7 @@ Every request to an endpoint goes through its :class:`EndpointGate`:
   work: :data:`BUDGET_BASE` retries up front plus :data:`BUDGET_PER_CALL` per judge call
   started, so a server failing every request twice loses nothing while a dead one is not
   hammered with ``max_retries`` retries per call. When it runs out the error says so and
-  :func:`budget_exhausted_endpoints` names the endpoint for the run's summary.
+  :meth:`EndpointGates.budget_exhausted` names the endpoint for the run's summary.
 """
 
 from __future__ import annotations
@@ -174,43 +174,46 @@ class EndpointGate:
             return True
 
 
-_gates: dict[str, EndpointGate] = {}
-_gates_lock = threading.Lock()
+class EndpointGates:
+    """The gates of one run (or one CLI command), one per endpoint: judges on the same endpoint
+    share its in-flight limit and retry budget. The plugin's run owns one; a judge built on its
+    own gets its own."""
 
+    def __init__(self) -> None:
+        self._gates: dict[str, EndpointGate] = {}
+        self._lock = threading.Lock()
 
-def gate_for(endpoint: str, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> EndpointGate:
-    """The process-wide gate of an endpoint (pass a credential-free key: it is shown)."""
-    with _gates_lock:
-        gate = _gates.get(endpoint)
-        if gate is None:
-            gate = _gates[endpoint] = EndpointGate(endpoint, max_in_flight=max_in_flight)
-        else:
-            gate.raise_max(max_in_flight)
-        return gate
+    def gate_for(self, endpoint: str, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> EndpointGate:
+        """The gate of an endpoint (pass a credential-free key: it is shown)."""
+        with self._lock:
+            gate = self._gates.get(endpoint)
+            if gate is None:
+                gate = self._gates[endpoint] = EndpointGate(endpoint, max_in_flight=max_in_flight)
+            else:
+                gate.raise_max(max_in_flight)
+            return gate
 
+    def budget_exhausted(self) -> dict[str, int]:
+        """``{endpoint: retries refused}`` for each endpoint whose retry budget ran out."""
+        with self._lock:
+            gates = list(self._gates.values())
+        return {gate.endpoint: gate.budget_refusals for gate in gates if gate.budget_refusals}
 
-def budget_exhausted_endpoints() -> dict[str, int]:
-    """``{endpoint: retries refused}`` for each endpoint whose retry budget ran out."""
-    with _gates_lock:
-        gates = list(_gates.values())
-    return {gate.endpoint: gate.budget_refusals for gate in gates if gate.budget_refusals}
-
-
-def endpoint_notes() -> list[str]:
-    """Summary lines for endpoints that rate-limited this process or ran out of retry budget."""
-    with _gates_lock:
-        gates = sorted(_gates.values(), key=lambda g: g.endpoint)
-    lines = []
-    for gate in gates:
-        if gate.rate_limited:
-            lines.append(f"judge endpoint {gate.endpoint}: {gate.rate_limited} rate-limited requests (429) "
-                         f"waited out and retried; requests in flight lowered to {gate.lowest_limit} "
-                         f"(of {gate.max_in_flight}) at the lowest")
-        if gate.budget_refusals:
-            lines.append(f"judge endpoint {gate.endpoint}: retry budget exhausted ({BUDGET_BASE:.0f} + "
-                         f"{BUDGET_PER_CALL:g} per judge call); {gate.budget_refusals} failed requests were "
-                         "not retried")
-    return lines
+    def notes(self) -> list[str]:
+        """Summary lines for endpoints that rate-limited the run or ran out of retry budget."""
+        with self._lock:
+            gates = sorted(self._gates.values(), key=lambda g: g.endpoint)
+        lines = []
+        for gate in gates:
+            if gate.rate_limited:
+                lines.append(f"judge endpoint {gate.endpoint}: {gate.rate_limited} rate-limited requests (429) "
+                             f"waited out and retried; requests in flight lowered to {gate.lowest_limit} "
+                             f"(of {gate.max_in_flight}) at the lowest")
+            if gate.budget_refusals:
+                lines.append(f"judge endpoint {gate.endpoint}: retry budget exhausted ({BUDGET_BASE:.0f} + "
+                             f"{BUDGET_PER_CALL:g} per judge call); {gate.budget_refusals} failed requests were "
+                             "not retried")
+        return lines
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:

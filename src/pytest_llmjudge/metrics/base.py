@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
@@ -145,7 +146,6 @@ class Metric:
     compact: Metric | None = None
     #: cut each placeholder's text to this many characters (ending in "…") before it is sent
     max_chars: int | None = None
-    _fingerprint: list[str] = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -210,14 +210,17 @@ class Metric:
 
     def fingerprint(self) -> str:
         """A hash of everything about the metric that changes its verdicts."""
-        if not self._fingerprint:
-            blob = json.dumps(
-                [self.name, self.version, self.prompt, self.system, self.scale,
-                 self.schema.model_json_schema(), self.max_chars],
-                sort_keys=True,
-            )
-            self._fingerprint.append(hashlib.sha256(blob.encode()).hexdigest()[:16])
-        return self._fingerprint[0]
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:
+        # computed once per (frozen) metric; cached_property writes the instance's __dict__
+        blob = json.dumps(
+            [self.name, self.version, self.prompt, self.system, self.scale,
+             self.schema.model_json_schema(), self.max_chars],
+            sort_keys=True,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

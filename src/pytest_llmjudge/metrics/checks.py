@@ -16,6 +16,7 @@ imported only when it first runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -361,19 +362,20 @@ class _Embedder:
             return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
-_embedders: dict[Path, _Embedder] = {}
-_embedders_lock = threading.Lock()
+_loading = threading.Lock()  # one load per model even when concurrent cases ask at once
+
+
+@functools.cache
+def _load_embedder(path: Path) -> _Embedder:
+    with collections_paused():
+        return run_on_torch_thread(_Embedder, path)
 
 
 def get_embedder(model_path: str | Path | None = None) -> _Embedder:
     """The process-wide embedder for ``model_path`` (default all-MiniLM-L6-v2), loaded once."""
     path = Path(model_path).expanduser().resolve() if model_path else default_embedding_model()
-    with _embedders_lock:
-        embedder = _embedders.get(path)
-        if embedder is None:
-            with collections_paused():
-                embedder = _embedders[path] = run_on_torch_thread(_Embedder, path)
-        return embedder
+    with _loading:
+        return _load_embedder(path)
 
 
 def cosine_similarity(a: str, b: str, model_path: str | Path | None = None) -> float:

@@ -1,4 +1,8 @@
-"""RunSummary: verdict records from test reports, aggregated per metric. No pytest imports."""
+"""RunSummary: verdict records from test reports, aggregated per metric. No pytest imports.
+
+It is the one summary object every report renders (terminal, JUnit suite properties, HTML,
+markdown, the baseline comparison): a report reads its figures here and computes none itself.
+"""
 
 from __future__ import annotations
 
@@ -104,7 +108,8 @@ def _count(summary: MetricSummary, record: dict[str, Any]) -> None:
         summary.errors += 1
         return
     summary.scores.append(float(record["score"]))
-    summary.thresholds.add(float(record["threshold"]))
+    if record.get("threshold") is not None:
+        summary.thresholds.add(float(record["threshold"]))
     if record.get("samples") and record.get("adaptive"):
         summary.adaptive_verdicts += 1
         summary.samples_drawn += len(record["samples"])
@@ -136,6 +141,34 @@ class RunSummary:
 
     #: (group-by column, value) -> metric -> aggregates over that group's verdicts
     groups: dict[tuple[str, str], dict[str, MetricSummary]] = field(default_factory=dict)
+
+    # -- decided at the end of the run, before any report renders
+    #: the pass-rate gates (``--llm-min-pass-rate``) checked against this run
+    gate_results: list[GateResult] = field(default_factory=list)
+    #: the comparison with ``--llm-baseline`` (a :class:`~pytest_llmjudge.regression.Comparison`)
+    comparison: Any = None
+    #: judge prices (``llm_prices``), for the cost figures
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: the run's settings as plain values (``Settings.public()``)
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: samples a fixed ``--llm-repeat-max`` would have drawn per verdict (``--llm-repeat auto``)
+    adaptive_budget: int | None = None
+    #: lines for the end of the terminal summary: preflight result, files written, endpoint notes
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_records(cls, records: Any) -> RunSummary:
+        """A summary of ``(test_id, record)`` pairs or results-file rows (``test_id`` in each row)."""
+        summary = cls()
+        for item in records:
+            test_id, record = (item.get("test_id", ""), item) if isinstance(item, dict) else item
+            summary.add(str(test_id), record)
+        return summary
+
+    @property
+    def judge_calls(self) -> int:
+        """Requests sent to judges (cached verdicts sent none)."""
+        return sum(int(record.get("judge_calls") or 0) for _, record in self.records)
 
     def add(self, test_id: str, record: dict[str, Any]) -> None:
         self.records.append((test_id, record))

@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..stats import mean_interval, straddles, wilson_interval
+from ..stats import straddles
+from .collect import MetricSummary, RunSummary
 
 if TYPE_CHECKING:
     from ..regression import Comparison, MetricComparison
@@ -231,33 +232,27 @@ def _group_comparisons(comparison: Comparison) -> str:
             "<tbody>" + "".join(rows) + "</tbody></table>")
 
 
-def _metric_card(metric: str, rows: list[dict[str, Any]]) -> str:
-    judged = [r for r in rows if r["score"] is not None]
-    scores = [r["score"] for r in judged]
-    passed = sum(1 for r in judged if r["passed"])
-    errors = len(rows) - len(judged)
-    unstable = sum(1 for r in rows if r["unstable"])
-    thresholds = {r["threshold"] for r in judged if r["threshold"] is not None}
-    out = [f'<section class="card metric" data-metric="{_e(metric)}"><h3>{_e(metric)}</h3>']
-    out.append(_histogram(metric, scores, thresholds))
-    if judged:
-        rate = passed / len(judged)
-        low, high = wilson_interval(passed, len(judged))
-        out.append(f'<p class="passrate">pass rate <b>{_pct(rate)}</b> ({passed} of {len(judged)}), '
+def _metric_card(m: MetricSummary) -> str:
+    """One metric's card: every figure is the summary's (``MetricSummary``), none is recomputed."""
+    out = [f'<section class="card metric" data-metric="{_e(m.name)}"><h3>{_e(m.name)}</h3>']
+    out.append(_histogram(m.name, m.scores, m.thresholds))
+    rate, rate_interval = m.pass_rate, m.pass_rate_interval()
+    if rate is not None and rate_interval is not None:
+        low, high = rate_interval
+        out.append(f'<p class="passrate">pass rate <b>{_pct(rate)}</b> ({m.passed} of {m.judged}), '
                    f'95% Wilson interval {_pct(low)}–{_pct(high)}</p>')
         out.append(_rate_bar(rate, low, high))
-        mean, m_low, m_high = mean_interval(scores, method="t")
-        # scores live in 0..1: the t interval is clipped to it
-        interval = "" if math.isnan(m_low) else f", 95% t interval {max(0.0, m_low):.3f}–{min(1.0, m_high):.3f}"
-        out.append(f'<p class="mean">mean score <b>{mean:.3f}</b>{interval}</p>')
+        mean_interval = m.mean_interval()  # clipped to 0..1, where scores live
+        interval = "" if mean_interval is None else f", 95% t interval {mean_interval[0]:.3f}–{mean_interval[1]:.3f}"
+        out.append(f'<p class="mean">mean score <b>{m.mean_score or 0.0:.3f}</b>{interval}</p>')
     else:
         out.append('<p class="passrate">no verdicts</p>')
-    extra = [f"{len(rows)} case(s)"]
-    if thresholds:
-        extra.append("threshold " + "/".join(f"{t:g}" for t in sorted(thresholds)))
-    extra.append(f'<span class="{"warn" if unstable else ""}">{unstable} unstable</span>')
-    if errors:
-        extra.append(f'<span class="err">{errors} judge error(s)</span>')
+    extra = [f"{m.cases} case(s)"]
+    if m.thresholds:
+        extra.append("threshold " + "/".join(f"{t:g}" for t in sorted(m.thresholds)))
+    extra.append(f'<span class="{"warn" if m.unstable else ""}">{m.unstable} unstable</span>')
+    if m.errors:
+        extra.append(f'<span class="err">{m.errors} judge error(s)</span>')
     out.append(f'<p class="meta">{" · ".join(extra)}</p></section>')
     return "".join(out)
 
@@ -595,7 +590,7 @@ _SCRIPT_HASH = "sha256-" + base64.b64encode(hashlib.sha256(JS.encode("utf-8")).d
 
 
 def render_html(
-    records: Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, Any]],
+    source: RunSummary | Iterable[tuple[str, Mapping[str, Any]] | Mapping[str, Any]],
     *,
     comparison: Comparison | None = None,
     title: str = "LLM judge report",
@@ -604,13 +599,27 @@ def render_html(
     usage: Mapping[str, Any] | None = None,
     breakdown: list[GroupRow] | None = None,
 ) -> str:
-    """One self-contained HTML page for the run's verdict records.
+    """One self-contained HTML page for the run.
 
-    ``records`` are ``(test_id, record)`` pairs (``RunSummary.records``) or results-file rows;
-    a record may carry ``input``, ``output``, ``expected``, ``unstable`` and ``decision``.
-    ``usage`` is :meth:`RunUsage.as_dict <pytest_llmjudge.report.usage.RunUsage.as_dict>`.
+    ``source`` is the run's :class:`~pytest_llmjudge.report.collect.RunSummary` (its comparison,
+    settings, usage and group breakdown are used unless given), or verdict records:
+    ``(test_id, record)`` pairs or results-file rows, summarised the same way. A record may
+    carry ``input``, ``output``, ``expected``, ``unstable`` and ``decision``. ``usage`` is
+    :meth:`RunUsage.as_dict <pytest_llmjudge.report.usage.RunUsage.as_dict>`.
     """
-    rows = _normalize(records)
+    if isinstance(source, RunSummary):
+        summary = source
+        rows = _normalize(summary.records)
+        comparison = summary.comparison if comparison is None else comparison
+        settings = summary.settings if settings is None else settings
+        usage = summary.usage.as_dict(summary.prices) if usage is None else usage
+        if breakdown is None and summary.groups:
+            from .groups import group_rows
+
+            breakdown = group_rows(summary)
+    else:
+        rows = _normalize(source)
+        summary = RunSummary.from_records((row["test_id"], row) for row in rows)
     metrics = sorted({r["metric"] for r in rows})
     when = (generated or datetime.now(timezone.utc)).isoformat(timespec="seconds")
     judged = [r for r in rows if r["score"] is not None]
@@ -628,9 +637,9 @@ def render_html(
            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
            f"style-src 'unsafe-inline'; script-src '{_SCRIPT_HASH}'; img-src data:\">",
            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"]
-    summary = (f"{len(rows)} verdict(s) · {len(judged) - failed} passed · {failed} failed · "
+    headline = (f"{len(rows)} verdict(s) · {len(judged) - failed} passed · {failed} failed · "
                f"{errors} judge error(s) · {unstable} unstable")
-    out.append(f'<header><h1>{_e(title)}</h1><div id="summary">{_e(summary)}</div>'
+    out.append(f'<header><h1>{_e(title)}</h1><div id="summary">{_e(headline)}</div>'
                f'<div class="muted">judge: {_e(", ".join(judges) or "-")} · generated {_e(when)}</div>')
     if usage:
         out.append(f'<div id="usage" class="muted">{_e(_usage_text(usage))}</div>')
@@ -642,7 +651,7 @@ def render_html(
     if comparison is not None:
         out.append(_comparison_section(comparison))
     out.append('<h2>Metrics</h2><div class="cards" id="metrics">')
-    out.extend(_metric_card(m, [r for r in rows if r["metric"] == m]) for m in metrics)
+    out.extend(_metric_card(summary.metrics.get(m) or MetricSummary(m)) for m in metrics)
     out.append("</div>")
     if breakdown:
         out.append(_breakdown_section(breakdown))

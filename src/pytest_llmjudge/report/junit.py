@@ -48,8 +48,9 @@ def per_test_properties(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
 
 
 def suite_properties(summary: RunSummary, prices: Prices | None = None) -> list[tuple[str, str]]:
+    """The testsuite's properties, from the run's summary (its prices unless given)."""
     props = [("llm.judge", ", ".join(sorted(summary.judges)))]
-    for name, value in summary.usage.as_dict(prices or {}).items():
+    for name, value in summary.usage.as_dict(summary.prices if prices is None else prices).items():
         if value is not None and value != []:
             props.append((f"llm.{name}", ",".join(value) if isinstance(value, list) else str(value)))
     for name in sorted(summary.metrics):

@@ -55,14 +55,22 @@ def _interval(value: float | None, interval: tuple[float, float] | None, spec: s
 
 def markdown_summary(
     summary: RunSummary,
-    gates: list[GateResult],
+    gates: list[GateResult] | None = None,
     *,
     comparison: Comparison | None = None,
     prices: Prices | None = None,
     groups: list[str] | None = None,
     title: str = "LLM judge summary",
 ) -> str:
-    """The run as GitHub-flavoured markdown (``groups``: extra markdown blocks, already escaped)."""
+    """The run as GitHub-flavoured markdown (``groups``: extra markdown blocks, already escaped;
+    default: the group breakdown). Gates, comparison and prices come from ``summary`` unless given."""
+    gates = summary.gate_results if gates is None else gates
+    comparison = summary.comparison if comparison is None else comparison
+    prices = summary.prices if prices is None else prices
+    if groups is None:
+        from .groups import markdown_block
+
+        groups = [markdown_block(summary)] if summary.groups else []
     judges = ", ".join(sorted(summary.judges)) or "-"
     out = [f"### {md_cell(title)}", "",
            f"Judge {md_code(judges)} · {summary.verdicts} verdicts · {summary.cached} from cache · "

@@ -9,31 +9,46 @@ seconds and only once the run is :data:`AFTER_S` seconds old, one line is added:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
-
-import pytest
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .collect import RunSummary
+
+if TYPE_CHECKING:
+    from ..run_plugin import LLMJudgeRun
 
 AFTER_S = 5.0
 EVERY_S = 5.0
 
 
 class VerdictProgress:
-    """A plugin (controller, ``-v``) that writes the progress line through pytest's terminal reporter."""
+    """A reporter (``-v`` only) that writes the progress line through pytest's terminal reporter.
 
-    def __init__(self, config: pytest.Config, summary: RunSummary, clock: Callable[[], float] = time.monotonic) -> None:
-        self.config = config
-        self.summary = summary
+    Its ``verdict`` is called after pytest wrote the test's own line.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.started = clock()
         self.last: float | None = None
+        self.config: Any = None
+        self.counts = {"passed": 0, "failed": 0, "errors": 0}
 
-    @pytest.hookimpl(trylast=True)  # after pytest wrote the test's own line
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when == "call" and getattr(report, "llmjudge_records", None):
-            self.update()
+    def start(self, run: LLMJudgeRun) -> None:
+        self.config = run.config if run.config.get_verbosity() > 0 else None
+        self.started = self.clock()
+
+    def verdict(self, row: Mapping[str, Any]) -> None:
+        if self.config is None:
+            return
+        if row.get("error") or row.get("score") is None:
+            self.counts["errors"] += 1
+        else:
+            self.counts["passed" if row.get("passed") else "failed"] += 1
+        self.update()
+
+    def finish(self, summary: RunSummary) -> None:
+        pass
 
     def update(self) -> None:
         now = self.clock()
@@ -46,10 +61,7 @@ class VerdictProgress:
         terminal.write_line(self.line(now - self.started))
 
     def line(self, elapsed: float) -> str:
-        metrics = self.summary.metrics.values()
-        passed = sum(m.passed for m in metrics)
-        failed = sum(m.failed for m in metrics)
-        errors = sum(m.errors for m in metrics)
+        passed, failed, errors = self.counts["passed"], self.counts["failed"], self.counts["errors"]
         total = passed + failed + errors
         rate = total / elapsed if elapsed > 0 else 0.0
         return (f"llm judge: {total} verdicts ({passed} passed, {failed} failed, {errors} judge errors), "

@@ -30,7 +30,7 @@ def _with_interval(value: float | None, interval: tuple[float, float] | None, sp
 
 def summary_lines(
     summary: RunSummary,
-    gates: list[GateResult],
+    gates: list[GateResult] | None = None,
     *,
     judge_calls: int | None = None,
     default_judge: str = "",
@@ -45,7 +45,14 @@ def summary_lines(
     details, every group and the k-of-n decisions.
 
     Pass rates carry a Wilson 95% interval and mean scores a Student-t 95% interval over cases.
+    Gates, comparison, prices, adaptive budget and the closing lines come from ``summary``
+    unless given.
     """
+    gates = summary.gate_results if gates is None else gates
+    comparison = summary.comparison if comparison is None else comparison
+    prices = summary.prices if prices is None else prices
+    adaptive_budget = summary.adaptive_budget if adaptive_budget is None else adaptive_budget
+    extra = summary.notes if extra is None else extra
     judges = ", ".join(sorted(summary.judges)) or default_judge
     head = f"judge: {judges} | verdicts: {summary.verdicts} | from cache: {summary.cached}"
     if judge_calls is not None:
