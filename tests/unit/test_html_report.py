@@ -242,3 +242,16 @@ def test_comparison_section_and_screenshot(chromium: str, tmp_path: Path) -> Non
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(artifacts) / "html-report.png")
         shutil.copy(path, Path(artifacts) / "html-report.html")
+
+
+def test_metric_cards_render_the_run_summary_and_compute_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 item 4: the HTML report shows MetricSummary's intervals (the terminal's, JUnit's
+    and markdown's), whether given the run's summary or results-file rows."""
+    from pytest_llmjudge.report.collect import MetricSummary, RunSummary
+
+    monkeypatch.setattr(MetricSummary, "pass_rate_interval", lambda self: (0.123, 0.456))
+    monkeypatch.setattr(MetricSummary, "mean_interval", lambda self: (0.111, 0.222))
+    rows = [{"test_id": test_id, **record} for test_id, record in RECORDS]
+    for source in (RunSummary.from_records(RECORDS), rows):
+        page = render_html(source)
+        assert "95% Wilson interval 12.3%–45.6%" in page and "95% t interval 0.111–0.222" in page
