@@ -14,7 +14,7 @@ from .errors import ConfigError, JudgeError
 from .evaluation import evaluate
 from .executor import DaemonExecutor
 from .judges import Judge, Sampling, default_judge_spec
-from .judges.retry import EndpointGates
+from .judges.retry import EndpointGate, EndpointGates
 from .metrics.base import AnyMetric, MetricInputs
 from .repeats import RepeatPlan, add_noise_samples, judge_repeated
 from .report.results_file import ResultsWriter
@@ -67,7 +67,10 @@ class LLMJudgeSession:
 
     def resolve_judge(self, judge: Judge | str | None) -> Judge:
         if judge is None or isinstance(judge, str):
-            return self.judge(judge)
+            judge = self.judge(judge)
+        gate = getattr(judge, "gate", None)
+        if isinstance(gate, EndpointGate):  # a judge built outside the run: its notes are the run's too
+            self.gates.adopt(gate)
         return judge
 
     @property

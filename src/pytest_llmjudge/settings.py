@@ -13,6 +13,7 @@ from .argtypes import non_negative_float, non_negative_int, on_off, positive_flo
 from .cache import CACHE_MODES, DEFAULT_CACHE_DIR
 from .judges.retry import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
 from .repeats import RepeatPlan
+from .report.reporters import REPORT_OPTIONS
 from .secrets import safe_url
 
 
@@ -68,8 +69,6 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [
     ("--llm-results", str, None, "Write one row per verdict to this .jsonl or .csv file"),
     ("--llm-results-texts", on_off, "on",
      "Results rows carry the judged texts and dataset columns (on, default) or only the case id (off)"),
-    ("--llm-markdown", str, None,
-     "Write a markdown summary to this path (also appended to $GITHUB_STEP_SUMMARY when set)"),
     ("--llm-max-retries", non_negative_int, DEFAULT_MAX_RETRIES,
      f"Retries per judge request on 429/5xx/timeouts (default {DEFAULT_MAX_RETRIES})"),
     ("--llm-timeout", positive_float, DEFAULT_TIMEOUT_S,
@@ -84,13 +83,13 @@ OPTIONS: list[tuple[str, Any, Any, str]] = [
     ("--llm-repeat-temperature", non_negative_float, 0.7, "Judge temperature of repeated samples (default 0.7)"),
     ("--llm-noise-floor", non_negative_int, 0,
      "Re-judge N identical answers per metric 3 times to show the judge's own spread"),
-    ("--llm-save-baseline", str, None, "Save this run's per-case verdicts as a baseline file"),
     ("--llm-baseline", str, None, "Compare this run against a saved baseline (paired test per metric)"),
     ("--llm-regression-tolerance", non_negative_float, 0.0,
      "A metric regressed when its whole difference interval is below -TOLERANCE (default 0)"),
-    ("--llm-html", str, None, "Write a self-contained HTML report to this path"),
     ("--llm-preflight", str, None, "Labelled dataset the judge must grade before any test runs"),
     ("--llm-preflight-min", unit_float, 0.8, "Minimum judge agreement on the preflight set (default 0.8)"),
+    # the reports' own file options (report/reporters.py)
+    *((option, str, None, help_text) for option, help_text in REPORT_OPTIONS),
 ]
 FLAGS: list[tuple[str, str]] = [
     ("--llm-soft", "A below-threshold case is reported but does not fail its test; pass-rate gates decide"),
@@ -172,17 +171,32 @@ class Settings:
     repeat_max: int = 5
     repeat_temperature: float = 0.7
     noise_floor: int = 0
-    save_baseline: Path | None = None
     baseline: Path | None = None
     regression_tolerance: float = 0.0
-    html: Path | None = None
     preflight: Path | None = None
     preflight_min: float = 0.8
     results_texts: bool = True
-    markdown: Path | None = None
+    #: the file of each report option given (``--llm-html`` -> path), see :data:`REPORT_OPTIONS`
+    report_paths: dict[str, Path] = field(default_factory=dict)
     group_by: tuple[str, ...] = ()
     #: judge model (``gpt-4o-mini`` or ``openai:gpt-4o-mini``) -> (input, output) USD per 1M tokens
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def report_path(self, option: str) -> Path | None:
+        """The file a report writes, e.g. ``report_path("--llm-html")`` (None when not asked for)."""
+        return self.report_paths.get(option)
+
+    @property
+    def html(self) -> Path | None:
+        return self.report_path("--llm-html")
+
+    @property
+    def markdown(self) -> Path | None:
+        return self.report_path("--llm-markdown")
+
+    @property
+    def save_baseline(self) -> Path | None:
+        return self.report_path("--llm-save-baseline")
 
     def repeat_plan(self, min_passes: int | None = None, samples: int | None = None) -> RepeatPlan:
         """The repeat plan of one assertion (its own ``min_passes``/``samples`` win)."""
@@ -225,14 +239,13 @@ class Settings:
             repeat_max=_value(config, "llm_repeat_max"),
             repeat_temperature=_value(config, "llm_repeat_temperature"),
             noise_floor=_value(config, "llm_noise_floor"),
-            save_baseline=_path(config, "llm_save_baseline"),
             baseline=_path(config, "llm_baseline"),
             regression_tolerance=_value(config, "llm_regression_tolerance"),
-            html=_path(config, "llm_html"),
             preflight=_path(config, "llm_preflight"),
             preflight_min=_value(config, "llm_preflight_min"),
             results_texts=_value(config, "llm_results_texts") == "on",
-            markdown=_path(config, "llm_markdown"),
+            report_paths={option: path for option, _ in REPORT_OPTIONS
+                          if (path := _path(config, ini_name(option))) is not None},
             group_by=tuple(config.getoption("llm_group_by", default=None) or config.getini("llm_group_by")),
             prices=_prices(config),
         )
@@ -265,18 +278,11 @@ def _path(config: pytest.Config, name: str) -> Path | None:
     return Path(config.rootpath) / value if value else None
 
 
-#: the options naming a file the run writes (pytest's own --junitxml is checked by pytest)
-OUTPUT_OPTIONS: tuple[tuple[str, str], ...] = (
-    ("--llm-results", "results"), ("--llm-html", "html"), ("--llm-save-baseline", "save_baseline"),
-    ("--llm-markdown", "markdown"),
-)
-
-
 def check_output_paths(settings: Settings) -> None:
     """Before any test runs: every output file can be written, else a usage error naming the
-    option and the path. Nothing is created: the probe file lives in an existing directory."""
-    for option, field_name in OUTPUT_OPTIONS:
-        path: Path | None = getattr(settings, field_name, None)
+    option and the path. Nothing is created: the probe file lives in an existing directory.
+    (pytest's own --junitxml is checked by pytest.)"""
+    for option, path in [("--llm-results", settings.results), *settings.report_paths.items()]:
         if path is not None:
             problem = output_path_problem(path)
             if problem is not None:
@@ -308,8 +314,8 @@ def output_path_problem(path: Path) -> str | None:
 
 
 #: options whose value is a path (pytest may mistake it for a test path while finding the rootdir)
-PATH_OPTIONS = ("--llm-baseline", "--llm-save-baseline", "--llm-results", "--llm-html", "--llm-markdown",
-                "--llm-cache-dir", "--llm-preflight")
+PATH_OPTIONS = ("--llm-baseline", "--llm-results", "--llm-cache-dir", "--llm-preflight",
+                *(option for option, _ in REPORT_OPTIONS))
 
 
 def separate_path_argument_warnings(config: pytest.Config) -> list[str]:

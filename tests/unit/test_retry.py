@@ -231,6 +231,17 @@ def test_gate_for_is_one_gate_per_endpoint() -> None:
     assert EndpointGates().gate_for("http://a/v1") is not gates.gate_for("http://a/v1")  # one set per run
 
 
+def test_a_gate_of_a_judge_built_outside_the_run_is_in_its_notes() -> None:
+    run = EndpointGates()
+    outside = EndpointGates().gate_for("http://x/v1")  # make_judge(...) in a test: its own gates
+    outside.backoff(outside.acquire())
+    run.adopt(outside)
+    run.adopt(outside)
+    run.adopt(run.gate_for("http://y/v1"))  # the run's own: not listed twice
+    [note] = run.notes()
+    assert note.startswith("judge endpoint http://x/v1: 1 rate-limited requests (429)")
+
+
 # -- against the fake server with the real openai client ---------------------------
 def request(i: int = 0):
     metric = get_metric("correctness")

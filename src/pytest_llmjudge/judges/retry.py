@@ -181,6 +181,7 @@ class EndpointGates:
 
     def __init__(self) -> None:
         self._gates: dict[str, EndpointGate] = {}
+        self._adopted: dict[int, EndpointGate] = {}  # gates of judges built outside the run
         self._lock = threading.Lock()
 
     def gate_for(self, endpoint: str, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> EndpointGate:
@@ -193,16 +194,23 @@ class EndpointGates:
                 gate.raise_max(max_in_flight)
             return gate
 
+    def adopt(self, gate: EndpointGate) -> None:
+        """Report on the gate of a judge the run did not build (``make_judge`` in a test)."""
+        with self._lock:
+            if gate not in self._gates.values():
+                self._adopted.setdefault(id(gate), gate)
+
+    def _all(self) -> list[EndpointGate]:
+        with self._lock:
+            return sorted([*self._gates.values(), *self._adopted.values()], key=lambda g: g.endpoint)
+
     def budget_exhausted(self) -> dict[str, int]:
         """``{endpoint: retries refused}`` for each endpoint whose retry budget ran out."""
-        with self._lock:
-            gates = list(self._gates.values())
-        return {gate.endpoint: gate.budget_refusals for gate in gates if gate.budget_refusals}
+        return {gate.endpoint: gate.budget_refusals for gate in self._all() if gate.budget_refusals}
 
     def notes(self) -> list[str]:
         """Summary lines for endpoints that rate-limited the run or ran out of retry budget."""
-        with self._lock:
-            gates = sorted(self._gates.values(), key=lambda g: g.endpoint)
+        gates = self._all()
         lines = []
         for gate in gates:
             if gate.rate_limited:

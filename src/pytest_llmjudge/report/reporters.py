@@ -7,8 +7,10 @@ A reporter is any object with three methods, called on the xdist controller (or 
                       # (test_id, metric, score, passed, reason, threshold, judge, error, ...)
     finish(summary)   # once, at session finish: the RunSummary every report renders
 
-A report adds one class here and one entry in :data:`BUILTIN_REPORTERS`; users return their
-own from the ``pytest_llmjudge_reporters(config)`` hook. A ``finish`` that raises becomes one
+A report adds one class here and one entry in :data:`BUILTIN_REPORTERS`: a class with an
+``option`` and a ``help`` declares its file option (flag plus ini key, checked before any test
+runs), read back with ``run.settings.report_path(option)``. Users return their own reporters
+from the ``pytest_llmjudge_reporters(config)`` hook. A ``finish`` that raises becomes one
 error line at the end of the run (naming the reporter's ``option`` and ``target`` when it has
 them); the other reports are still written.
 """
@@ -41,6 +43,8 @@ class _FileReport:
     """A report written to one file at the end of the run (nothing per verdict)."""
 
     option = ""
+    #: with ``help``, the report declares ``option`` (a path) itself: see :data:`REPORT_OPTIONS`
+    help = ""
     target: Any = None
 
     def start(self, run: LLMJudgeRun) -> None:
@@ -54,10 +58,11 @@ class BaselineReport(_FileReport):
     """``--llm-save-baseline PATH``: the run's per-case verdicts as a baseline file."""
 
     option = "--llm-save-baseline"
+    help = "Save this run's per-case verdicts as a baseline file"
 
     def start(self, run: LLMJudgeRun) -> None:
         super().start(run)
-        self.target = run.settings.save_baseline
+        self.target = run.settings.report_path(self.option)
 
     def finish(self, summary: RunSummary) -> None:
         if self.target is None or not summary.records:
@@ -72,10 +77,11 @@ class HtmlReport(_FileReport):
     """``--llm-html PATH``: one self-contained HTML page."""
 
     option = "--llm-html"
+    help = "Write a self-contained HTML report to this path"
 
     def start(self, run: LLMJudgeRun) -> None:
         super().start(run)
-        self.target = run.settings.html
+        self.target = run.settings.report_path(self.option)
 
     def finish(self, summary: RunSummary) -> None:
         if self.target is None:
@@ -92,10 +98,11 @@ class MarkdownReport(_FileReport):
     """``--llm-markdown PATH``, and an appended copy in ``$GITHUB_STEP_SUMMARY`` when a test judged."""
 
     option = "--llm-markdown"
+    help = "Write a markdown summary to this path (also appended to $GITHUB_STEP_SUMMARY when set)"
 
     def start(self, run: LLMJudgeRun) -> None:
         super().start(run)
-        self.path = run.settings.markdown
+        self.path = run.settings.report_path(self.option)
         self.target = self.path or "$GITHUB_STEP_SUMMARY"
 
     def finish(self, summary: RunSummary) -> None:
@@ -173,4 +180,8 @@ def _progress() -> Reporter:
 #: every built-in report, in the order they finish (the terminal renders what the others noted)
 BUILTIN_REPORTERS: list[Any] = [
     BaselineReport, HtmlReport, MarkdownReport, ResultsFileReport, JUnitReport, _progress, TerminalReport,
+]
+#: (option, help) of each file option a built-in report declares itself
+REPORT_OPTIONS: list[tuple[str, str]] = [
+    (factory.option, factory.help) for factory in BUILTIN_REPORTERS if getattr(factory, "help", "")
 ]
