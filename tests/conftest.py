@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from pytest_llmjudge.judges import retry
-from pytest_llmjudge.report.results_file import read_results
+from pytest_llmjudge.report.results_file import read_result_rows
 from pytest_llmjudge.testing.fake_server import FakeJudgeServer
 
 #: A QA suite the fake server grades by word overlap: some answers right, some wrong.
@@ -168,7 +168,7 @@ class LLMRun:
 
     # -- reading what a run left behind
     def results(self, name: str = "results.jsonl") -> list[dict[str, Any]]:
-        return read_results(self.path / name)
+        return read_result_rows(self.path / name)
 
     def junit(self, name: str = "junit.xml") -> ET.Element:
         return ET.parse(self.path / name).getroot()

@@ -6,6 +6,7 @@ from .datasets import Case, load_cases
 from .errors import ConfigError, DatasetError, JudgeError, LLMJudgeError, LLMScoreError
 from .judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
 from .metrics import CheckMetric, Metric, MetricInputs, register_metric
+from .report.results_file import read_results
 from .verdict import Verdict
 
 __version__ = "0.1.0"
@@ -13,5 +14,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Case", "CheckMetric", "ConfigError", "DatasetError", "Judge", "JudgeError", "JudgeRequest",
     "JudgeResponse", "LLMJudgeError", "LLMScoreError", "Metric", "MetricInputs", "Sampling",
-    "Verdict", "load_cases", "register_metric",
+    "Verdict", "load_cases", "read_results", "register_metric",
 ]

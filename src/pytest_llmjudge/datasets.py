@@ -2,10 +2,11 @@
 
 Rules, for every format:
 
-* ``.csv``: read with pandas (imported only here), every value a string; an empty cell is
-  ``""``. The first non-blank line is the header; blank lines are skipped. Every row has as
-  many fields as the header: a missing or an extra field is an error. A ``messages``
-  column holding a JSON string is decoded (see chat form below).
+* ``.csv``: read with pandas (through :mod:`pytest_llmjudge.tables`, imported on first use),
+  every value a string; an empty cell is ``""``. The first non-blank line is the header;
+  blank lines are skipped. Every row has as many fields as the header: a missing or an extra
+  field is an error. A ``messages`` column holding a JSON string is decoded (see chat form
+  below).
 * ``.json``: a list of objects, or an object with exactly one key holding that list
   (``{"cases": [...]}``); other keys would be silently ignored, so they are an error.
 * ``.jsonl``: one object per line; blank lines are skipped.
@@ -14,7 +15,9 @@ Rules, for every format:
   ``input`` (the last user turn), ``expected_output`` (the first assistant turn after the
   last user turn, else the last assistant turn, else None) and ``system_prompt`` (the first
   system or developer turn, else None). ``content`` may be a string, null, or a list of
-  ``{"type": "text", "text": ...}`` parts (their texts are joined with newlines).
+  ``{"type": "text", "text": ...}`` parts (their texts are joined with newlines; see
+  :func:`content_text`).
+* A ``pandas.DataFrame`` is read like a CSV file, its rows numbered by position.
 * Aliases: ``prompt`` is also exposed as ``input`` and ``completion`` as ``expected_output``.
 
 Derived keys (chat form and aliases) never replace a value the row already has: they are
@@ -28,34 +31,34 @@ file, the line or row, and what is wrong.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
 import json
 import math
 import operator
 import os
 import random
-import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import DatasetError
+from .tables import FORMATS, TableError, TableRow, decode_utf8, kind_of, parse_csv, parse_json, parse_jsonl
 
-__all__ = ["DEFAULT_SEED", "SUPPORTED_EXTENSIONS", "Case", "case_id", "load_cases"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["DEFAULT_SEED", "SUPPORTED_EXTENSIONS", "Case", "case_id", "content_text", "load_cases"]
 
 StrPath = str | os.PathLike[str]
 
 #: File extensions :func:`load_cases` understands (matched case-insensitively).
-SUPPORTED_EXTENSIONS: tuple[str, ...] = (".csv", ".json", ".jsonl")
+SUPPORTED_EXTENSIONS: tuple[str, ...] = FORMATS
 
 #: Default seed for ``sample`` so that every run (and every xdist worker) draws the same rows.
 DEFAULT_SEED = 0
 
 _CHAT_ROLES_SYSTEM = ("system", "developer")
 _ALIASES = (("prompt", "input"), ("completion", "expected_output"))
-_WS = re.compile(r"[ \t\n\r]*")
 
 
 # --------------------------------------------------------------------------- Case
@@ -197,19 +200,8 @@ def case_id(case: object) -> str | None:
 # --------------------------------------------------------------------------- loading
 
 
-class _Raw:
-    """A parsed row before validation: its values, data row number and start line."""
-
-    __slots__ = ("data", "row", "line")
-
-    def __init__(self, data: dict[str, Any], row: int, line: int | None) -> None:
-        self.data = data
-        self.row = row
-        self.line = line
-
-
 def load_cases(
-    path: StrPath,
+    path: StrPath | pd.DataFrame,
     *,
     id_column: str | None = None,
     sample: int | None = None,
@@ -217,21 +209,20 @@ def load_cases(
     required: Sequence[str] | None = None,
     base_dir: StrPath | None = None,
 ) -> list[Case]:
-    """Load the rows of a CSV, JSON or JSONL file as :class:`Case` objects, in file order.
+    """Load the rows of a CSV, JSON or JSONL file (or a ``pandas.DataFrame``) as :class:`Case`
+    objects, in order.
 
     ``path`` is relative to ``base_dir`` when that is given and ``path`` is relative.
     ``sample=N`` keeps N rows drawn with ``random.Random(seed)`` (``seed`` None means
     :data:`DEFAULT_SEED`, so the draw is the same on every run), in file order; N larger
     than the dataset keeps every row. ``required`` columns must be present and non-empty
     (not None, not blank, not an empty list or object) in every row. Ids come from
-    ``id_column`` (stringified, non-empty, unique) or are ``row<N>``.
+    ``id_column`` (stringified, non-empty, unique) or are ``row<N>``. A DataFrame's rows are
+    numbered by position (its index is not used); NaN is None, and a ``messages`` string is
+    decoded as in a CSV file.
     """
-    shown = os.fspath(path)
+    shown = _shown(path)
     orig_sample = sample
-    file = Path(shown).expanduser()
-    if base_dir is not None and not file.is_absolute():
-        file = Path(base_dir).expanduser() / file
-
     if sample is not None:
         try:
             sample = -1 if isinstance(sample, bool) else operator.index(sample)
@@ -242,22 +233,10 @@ def load_cases(
     if isinstance(required, str):
         required = [required]
 
-    text = _read_text(file, shown)
-    suffix = file.suffix.lower()
-    if not text.strip():
-        raise DatasetError(f"{shown}: the file is empty; a dataset needs at least one row")
-    if suffix == ".csv":
-        rows, columns = _parse_csv(text, shown)
-    elif suffix == ".json":
-        rows, columns = _parse_json(text, shown)
-    else:
-        rows, columns = _parse_jsonl(text, shown)
-    if not rows:
-        what = "a header but no data rows" if suffix == ".csv" else "no rows"
-        raise DatasetError(f"{shown}: the dataset has {what}")
-
+    rows, columns, file = read_rows(path, base_dir=base_dir)
+    from_csv = file is None or file.suffix.lower() == ".csv"
     for raw in rows:
-        _normalize(raw, shown, from_csv=suffix == ".csv")
+        _normalize(raw, shown, from_csv=from_csv)
     present = _columns(rows, columns)
     for name in required or ():
         _check_required(rows, name, shown, present)
@@ -274,26 +253,74 @@ def load_cases(
     ]
 
 
-def _where(shown: str, raw: _Raw) -> str:
-    if raw.line is None:
-        return f"{shown}, row {raw.row}"
-    return f"{shown}, line {raw.line} (row {raw.row})"
+def _frame_type() -> type | None:
+    pandas = sys.modules.get("pandas")  # a DataFrame can only exist once pandas is imported
+    return getattr(pandas, "DataFrame", None)
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+def _shown(path: StrPath | pd.DataFrame) -> str:
+    frame = _frame_type()
+    return "DataFrame" if frame is not None and isinstance(path, frame) else os.fspath(path)
+
+
+def read_rows(
+    path: StrPath | pd.DataFrame, *, base_dir: StrPath | None = None
+) -> tuple[list[TableRow], list[str], Path | None]:
+    """A dataset's rows as written (before the chat form and aliases), its columns, and its file.
+
+    DatasetError (one line, located) for anything unreadable or empty.
+    """
+    frame_type = _frame_type()
+    if frame_type is not None and isinstance(path, frame_type):
+        frame: pd.DataFrame = path
+        return _frame_rows(frame), [str(c) for c in frame.columns], None
+    shown = os.fspath(path)
+    file = Path(shown).expanduser()
+    if base_dir is not None and not file.is_absolute():
+        file = Path(base_dir).expanduser() / file
+    text = _read_text(file, shown)
+    suffix = file.suffix.lower()
+    if not text.strip():
+        raise DatasetError(f"{shown}: the file is empty; a dataset needs at least one row")
+    parse = {".csv": parse_csv, ".json": parse_json, ".jsonl": parse_jsonl}[suffix]
+    try:
+        rows, columns = parse(text)
+    except TableError as exc:
+        raise DatasetError(exc.message(shown)) from None
+    if not rows:
+        what = "a header but no data rows" if suffix == ".csv" else "no rows"
+        raise DatasetError(f"{shown}: the dataset has {what}")
+    return rows, columns, file
+
+
+def _frame_rows(frame: pd.DataFrame) -> list[TableRow]:
+    if frame.empty:
+        raise DatasetError("DataFrame: the dataset has no rows")
+    names = [str(c) for c in frame.columns]
+    if len(set(names)) != len(names):
+        raise DatasetError(f"DataFrame: duplicate column names in {names}; rename them")
+    rows = []
+    for n, values in enumerate(frame.astype(object).itertuples(index=False, name=None), start=1):
+        data = {c: None if _is_na(v) else _native(v) for c, v in zip(names, values)}
+        rows.append(TableRow(data, n, None))
+    return rows
+
+
+def _is_na(value: Any) -> bool:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return True
+    pandas = sys.modules["pandas"]
+    return bool(value is pandas.NA or value is pandas.NaT)
+
+
+def _native(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (``.item()``); other values as they are."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and type(value).__module__ == "numpy" else value
+
+
+def _where(shown: str, raw: TableRow) -> str:
+    return TableError("", line=raw.line, row=raw.row).where(shown)
 
 
 def _read_text(file: Path, shown: str) -> str:
@@ -312,222 +339,10 @@ def _read_text(file: Path, shown: str) -> str:
         data = file.read_bytes()
     except OSError as exc:
         raise DatasetError(f"{shown}: cannot read the file: {exc.strerror or exc}") from None
-    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data[bom:].decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, bom + exc.start) + 1
-        byte = data[bom + exc.start]
-        raise DatasetError(
-            f"{shown}, line {line}: not valid UTF-8 (byte 0x{byte:02x} at offset "
-            f"{bom + exc.start}); save the file as UTF-8"
-        ) from None
-
-
-# --------------------------------------------------------------------------- CSV
-
-
-def _csv_record_lines(text: str) -> list[tuple[int, int]]:
-    """(start line, field count) of every non-blank CSV record, as pandas sees them."""
-    out: list[tuple[int, int]] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
-    prev = 0
-    try:
-        for record in reader:
-            start, prev = prev + 1, reader.line_num
-            if not record or (len(record) == 1 and not record[0].strip()):
-                continue
-            out.append((start, len(record)))
-    except csv.Error:
-        pass
-    return out
-
-
-def _parse_csv(text: str, shown: str) -> tuple[list[_Raw], list[str]]:
-    import pandas as pd  # deferred: keeps `import pytest_llmjudge` fast
-
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            header=None,  # the header is checked here: pandas would silently turn an
-            dtype=str,  # extra field on every row into an index column
-            keep_default_na=False,
-            encoding="utf-8",
-        )
-    except pd.errors.EmptyDataError:
-        raise DatasetError(f"{shown}: the file is empty; a dataset needs at least one row") from None
-    except pd.errors.ParserError as exc:
-        raise _csv_parser_error(str(exc), text, shown) from None
-
-    records: list[list[Any]] = frame.values.tolist()
-    header, body = records[0], records[1:]
-    columns: list[str] = []
-    seen: dict[str, int] = {}
-    for i, name in enumerate(header):
-        col = name if isinstance(name, str) and name != "" else f"Unnamed: {i}"
-        if col in seen:
-            raise DatasetError(
-                f"{shown}, line 1: duplicate column name {col!r} in the header "
-                f"(columns {seen[col] + 1} and {i + 1}); rename one of them"
-            )
-        seen[col] = i
-        columns.append(col)
-
-    lines = _csv_record_lines(text)
-    if len(lines) != len(records):
-        lines = []
-    for n, (line, count) in enumerate(lines[1:], start=1):
-        if count < len(columns):  # pandas pads a short row with empty values: never silently
-            raise DatasetError(
-                f"{shown}, line {line} (row {n}): expected {len(columns)} fields like the header, "
-                f"found {count}; write an empty value as an empty field (a trailing comma)"
-            )
-    rows = []
-    for n, values in enumerate(body, start=1):
-        data = {c: _clean(v) for c, v in zip(columns, values)}
-        rows.append(_Raw(data, n, lines[n][0] if lines else None))
-    return rows, columns
-
-
-def _csv_parser_error(message: str, text: str, shown: str) -> DatasetError:
-    """A DatasetError for pandas' ParserError, located on the physical line of the file."""
-    message = " ".join(message.replace("Error tokenizing data. C error: ", "").split())
-    ragged = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
-    if ragged:
-        expected, line, saw = (int(g) for g in ragged.groups())
-        records = _csv_record_lines(text)
-        row = ""
-        if records:
-            expected = records[0][1]
-            found = next(((i, ln, n) for i, (ln, n) in enumerate(records[1:], start=1) if n > expected), None)
-            if found is not None:
-                row, line, saw = f" (row {found[0]})", found[1], found[2]
-        return DatasetError(
-            f"{shown}, line {line}{row}: expected {expected} fields like the header, found {saw}; "
-            f'quote values that contain commas ("a, b")'
-        )
-    if "EOF inside string" in message:
-        # the unclosed quote swallows the rest of the file: it opens in the last record
-        # (pandas' "row N" counts blank lines but not the lines inside quoted values)
-        records = _csv_record_lines(text)
-        where = f"line {records[-1][0]}" if records else "near the end"
-        return DatasetError(
-            f'{shown}, {where}: a quoted value is never closed (unmatched \'"\'); '
-            f'close the quote or double a literal quote ("")'
-        )
-    return DatasetError(f"{shown}: malformed CSV: {message}")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-# --------------------------------------------------------------------------- JSON
-
-
-def _parse_json(text: str, shown: str) -> tuple[list[_Raw], list[str]]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"{shown}, line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
-        ) from None
-    items = doc
-    top = text.count("\n", 0, _skip_ws(text, 0)) + 1
-    if isinstance(doc, dict):
-        lists = [k for k, v in doc.items() if isinstance(v, list)]
-        if len(doc) == 1 and lists:
-            items = doc[lists[0]]
-        else:
-            keys = ", ".join(list(doc)[:8]) or "(none)"
-            raise DatasetError(
-                f"{shown}, line {top}: top-level JSON must be a list of objects or an object "
-                f'with a single key holding that list (like {{"cases": [...]}}); '
-                f"got an object with keys {keys} (wrap a single case in [ ])"
-            )
-    elif not isinstance(doc, list):
-        raise DatasetError(
-            f"{shown}, line {top}: top-level JSON must be a list of objects, got {_kind(doc)}"
-        )
-
-    lines = _json_item_lines(text, len(items))
-    rows = []
-    columns: dict[str, None] = {}
-    for i, item in enumerate(items):
-        line = lines[i] if lines else None
-        if not isinstance(item, dict):
-            at = f", line {line}" if line else ""
-            raise DatasetError(
-                f"{shown}{at}: list element {i} (row {i + 1}) must be an object, "
-                f"got {_kind(item)}"
-            )
-        columns.update(dict.fromkeys(item))
-        rows.append(_Raw({k: _clean(v) for k, v in item.items()}, i + 1, line))
-    return rows, list(columns)
-
-
-def _skip_ws(text: str, i: int) -> int:
-    """Index of the first character at or after ``i`` that is not JSON whitespace."""
-    match = _WS.match(text, i)  # always matches (maybe the empty string) up to len(text)
-    return match.end() if match else i
-
-
-def _json_item_lines(text: str, count: int) -> list[int]:
-    """Start line of each element of the dataset's list (empty if it cannot be located)."""
-    decoder = json.JSONDecoder()
-    try:
-        i = _skip_ws(text, 0)
-        if text[i] == "{":  # {"key": [...]}
-            i = _skip_ws(text, i + 1)
-            _, i = decoder.raw_decode(text, i)  # the key
-            i = _skip_ws(text, i)
-            if text[i] != ":":
-                return []
-            i = _skip_ws(text, i + 1)
-        if text[i] != "[":
-            return []
-        offsets: list[int] = []
-        i = _skip_ws(text, i + 1)
-        while len(offsets) < count:
-            offsets.append(i)
-            _, i = decoder.raw_decode(text, i)
-            i = _skip_ws(text, i)
-            if text[i] == ",":
-                i = _skip_ws(text, i + 1)
-    except (ValueError, IndexError):
-        return []
-    lines, line, prev = [], 1, 0
-    for off in offsets:
-        line += text.count("\n", prev, off)
-        prev = off
-        lines.append(line)
-    return lines
-
-
-def _parse_jsonl(text: str, shown: str) -> tuple[list[_Raw], list[str]]:
-    rows: list[_Raw] = []
-    columns: dict[str, None] = {}
-    # split on "\n" only: str.splitlines() would also split on U+2028 inside strings
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            truncated = exc.pos >= len(line.rstrip())  # e.g. a pretty-printed object
-            hint = "; JSONL needs one complete object per line" if truncated else ""
-            raise DatasetError(
-                f"{shown}, line {number}, column {exc.colno}: invalid JSON: {exc.msg}{hint}"
-            ) from None
-        if not isinstance(item, dict):
-            raise DatasetError(
-                f"{shown}, line {number}: expected a JSON object, got {_kind(item)}"
-            )
-        columns.update(dict.fromkeys(item))
-        rows.append(_Raw({k: _clean(v) for k, v in item.items()}, len(rows) + 1, number))
-    return rows, list(columns)
+        return decode_utf8(data)
+    except TableError as exc:
+        raise DatasetError(exc.message(shown)) from None
 
 
 # --------------------------------------------------------------------------- rows
@@ -548,7 +363,7 @@ def _is_empty(value: Any) -> bool:
     return False
 
 
-def _normalize(raw: _Raw, shown: str, *, from_csv: bool) -> None:
+def _normalize(raw: TableRow, shown: str, *, from_csv: bool) -> None:
     """Expand the chat form and the aliases of one row, in place."""
     data = raw.data
     messages = data.get("messages")
@@ -571,19 +386,19 @@ def _normalize(raw: _Raw, shown: str, *, from_csv: bool) -> None:
             data[target] = data[alias]
 
 
-def _chat_fields(messages: Any, raw: _Raw, shown: str) -> dict[str, Any]:
+def _chat_fields(messages: Any, raw: TableRow, shown: str) -> dict[str, Any]:
     """input, expected_output and system_prompt of a chat transcript."""
     fix = 'each message must be an object like {"role": "user", "content": "..."}'
     if not isinstance(messages, list):
         raise DatasetError(
             f"{_where(shown, raw)}: 'messages' must be a list of {{role, content}} "
-            f"objects, got {_kind(messages)}"
+            f"objects, got {kind_of(messages)}"
         )
     turns: list[tuple[str, str | None]] = []
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or not isinstance(msg.get("role"), str) or "content" not in msg:
             got = (
-                f"keys {', '.join(msg) or '(none)'}" if isinstance(msg, dict) else _kind(msg)
+                f"keys {', '.join(msg) or '(none)'}" if isinstance(msg, dict) else kind_of(msg)
             )
             raise DatasetError(f"{_where(shown, raw)}: messages[{i}] is {got}; {fix}")
         turns.append((msg["role"].lower(), _content_text(msg["content"], i, raw, shown)))
@@ -602,32 +417,46 @@ def _chat_fields(messages: Any, raw: _Raw, shown: str) -> dict[str, Any]:
     }
 
 
-def _content_text(content: Any, index: int, raw: _Raw, shown: str) -> str | None:
+def content_text(content: Any) -> str | None:
+    """The text of a chat message's ``content``: a string, None, or a list of parts.
+
+    The texts of a list's ``{"type": "text", "text": ...}`` parts (and plain string parts) are
+    joined with newlines; other parts (images, audio) are skipped. TypeError for anything else.
+    """
     if content is None or isinstance(content, str):
         return content
     if isinstance(content, list):
         texts = []
         for part in content:
-            if not isinstance(part, dict):
+            if isinstance(part, str):
+                texts.append(part)
+            elif not isinstance(part, dict):
                 break
-            if part.get("type") == "text" and isinstance(part.get("text"), str):
+            elif part.get("type") == "text" and isinstance(part.get("text"), str):
                 texts.append(part["text"])
         else:
             return "\n".join(texts)
-    raise DatasetError(
-        f"{_where(shown, raw)}: messages[{index}].content must be a string or a list of "
-        f'{{"type": "text", "text": ...}} parts, got {_kind(content)}'
-    )
+    raise TypeError(f"chat content must be a string or a list of parts, got {kind_of(content)}")
 
 
-def _columns(rows: list[_Raw], columns: list[str]) -> list[str]:
+def _content_text(content: Any, index: int, raw: TableRow, shown: str) -> str | None:
+    try:
+        return content_text(content)
+    except TypeError:
+        raise DatasetError(
+            f"{_where(shown, raw)}: messages[{index}].content must be a string or a list of "
+            f'{{"type": "text", "text": ...}} parts, got {kind_of(content)}'
+        ) from None
+
+
+def _columns(rows: list[TableRow], columns: list[str]) -> list[str]:
     present = dict.fromkeys(columns)
     for raw in rows:
         present.update(dict.fromkeys(raw.data))
     return list(present)
 
 
-def _check_required(rows: list[_Raw], name: str, shown: str, present: list[str]) -> None:
+def _check_required(rows: list[TableRow], name: str, shown: str, present: list[str]) -> None:
     if name not in present:
         raise DatasetError(
             f"{shown}: required column {name!r} is absent from the file; "
@@ -645,7 +474,7 @@ def _check_required(rows: list[_Raw], name: str, shown: str, present: list[str])
 
 
 def _make_ids(
-    rows: list[_Raw], id_column: str | None, shown: str, present: list[str]
+    rows: list[TableRow], id_column: str | None, shown: str, present: list[str]
 ) -> list[str]:
     if id_column is None:
         return [f"row{raw.row}" for raw in rows]
@@ -655,7 +484,7 @@ def _make_ids(
             f"columns present: {', '.join(present) or '(none)'}"
         )
     ids: list[str] = []
-    first: dict[str, _Raw] = {}
+    first: dict[str, TableRow] = {}
     for raw in rows:
         value = raw.data.get(id_column)
         text = "" if value is None else str(value).strip()

@@ -20,7 +20,6 @@ the whole interval lies below ``-tolerance``.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -33,6 +32,7 @@ from typing import Any
 
 from .errors import BaselineError
 from .stats import paired_bootstrap_diff, wilcoxon_signed_rank
+from .tables import TableError, parse_csv, parse_jsonl
 
 FORMAT = "pytest-llmjudge-baseline"
 VERSION = 1
@@ -175,32 +175,29 @@ def load_baseline(path: Path | str) -> Baseline:
                         f"\"format\": \"{FORMAT}\") nor a results file (one JSON object per line)")
 
 
-def _jsonl_rows(path: Path, text: str) -> list[tuple[int, Any]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            raise BaselineError(f"{path}: line {number}: not valid JSON ({exc.msg}); expected a baseline "
-                                "JSON file or a results .jsonl file") from None
-    return rows
-
-
-def _csv_rows(path: Path, text: str) -> list[tuple[int, Any]]:
+def _jsonl_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
     try:
-        reader = csv.DictReader(text.splitlines())
-        fieldnames = reader.fieldnames or []
-        missing = [c for c in ("test_id", "metric", "score") if c not in fieldnames]
-        if missing:
-            raise BaselineError(f"{path}: not a results file: CSV header lacks column(s) {', '.join(missing)}")
-        return [(reader.line_num, row) for row in reader]
-    except csv.Error as exc:
-        raise BaselineError(f"{path}: malformed CSV ({exc})") from None
+        rows, _ = parse_jsonl(text)
+    except TableError as exc:
+        if exc.reason:  # not JSON at all: say what the file should have been
+            raise BaselineError(f"{path}: line {exc.line}: not valid JSON ({exc.reason}); expected a "
+                                "baseline JSON file or a results .jsonl file") from None
+        raise BaselineError(f"{path}: line {exc.line}: {exc.problem}") from None
+    return [(row.line, row.data) for row in rows]
 
 
-def _from_rows(path: Path, rows: list[tuple[int, Any]]) -> Baseline:
+def _csv_rows(path: Path, text: str) -> list[tuple[int | None, Any]]:
+    try:
+        rows, columns = parse_csv(text, exact_width=False)
+    except TableError as exc:
+        raise BaselineError(exc.message(str(path))) from None
+    missing = [c for c in ("test_id", "metric", "score") if c not in columns]
+    if missing:
+        raise BaselineError(f"{path}: not a results file: CSV header lacks column(s) {', '.join(missing)}")
+    return [(row.line, row.data) for row in rows]
+
+
+def _from_rows(path: Path, rows: list[tuple[int | None, Any]]) -> Baseline:
     """A results file's rows (its last run, when it holds several); run records are skipped."""
     rows = [(n, row) for n, row in rows if not (isinstance(row, dict) and row.get("record") == "run")]
     if not rows:

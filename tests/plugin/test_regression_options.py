@@ -30,7 +30,7 @@ from conftest import (
     write_jsonl,
 )
 
-from pytest_llmjudge.report.results_file import read_results
+from pytest_llmjudge.report.results_file import read_result_rows
 
 # -- the noisy FakeJudge ----------------------------------------------------------------
 #: conftest of the runs: judge ``fake:noisy`` answers ``scores.json[answer][index % len]`` (a
@@ -122,7 +122,7 @@ class Noisy:
 
     def results(self, name: str = "results.jsonl") -> dict[str, dict[str, Any]]:
         """test id (the parametrize id) -> its results-file row."""
-        return {case_id(row["test_id"]): row for row in read_results(self.path / name)}
+        return {case_id(row["test_id"]): row for row in read_result_rows(self.path / name)}
 
 
 @pytest.fixture
@@ -260,7 +260,7 @@ def test_unstable_cases_in_summary_junit_and_results(noisy: Noisy, family: str) 
 def test_unstable_column_in_csv_results(noisy: Noisy) -> None:
     noisy.suite(REPEAT_SCORES)
     noisy.run("--llm-repeat", "3", "--llm-results", "results.csv")
-    rows = {case_id(r["test_id"]): r for r in read_results(noisy.path / "results.csv")}
+    rows = {case_id(r["test_id"]): r for r in read_result_rows(noisy.path / "results.csv")}
     assert {a: r["unstable"] for a, r in rows.items()} == {
         "solid": "False", "bad": "False", "wobbly": "True", "wobblylow": "True"}
     assert json.loads(rows["wobbly"]["samples"]) == pytest.approx([0.6, 0.4, 0.6])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import QA_ROWS, LLMRun, suite_props, summary_section
 
-from pytest_llmjudge.report.results_file import read_results
+from pytest_llmjudge.report.results_file import read_result_rows
 from pytest_llmjudge.report.usage import money
 
 PRICES = "[pytest]\nllm_prices =\n    fake = 2.5 10\n    gpt-4o = 5 15\n"
@@ -40,7 +40,7 @@ def test_tokens_and_cost_everywhere_then_saved_by_the_cache(llm: LLMRun, suffix:
     assert props["llm.judge_calls"] == "6" and props["llm.cached_calls_saved"] == "0"
     assert props["llm.prompt_tokens"] == str(prompt) and props["llm.completion_tokens"] == str(completion)
     assert float(props["llm.cost_usd"]) == pytest.approx(cost)
-    [run] = [r for r in read_results(llm.path / results, run_records=True) if r["record"] == "run"]
+    [run] = [r for r in read_result_rows(llm.path / results, run_records=True) if r["record"] == "run"]
     assert int(run["verdicts"]) == len(QA_ROWS) and int(run["judge_calls"]) == 6
     assert int(run["prompt_tokens"]) == prompt and float(run["cost_usd"]) == pytest.approx(cost)
     html = (llm.path / "report.html").read_text(encoding="utf-8")
@@ -61,7 +61,7 @@ def test_without_prices_no_cost_and_unpriced_judges_named(llm: LLMRun) -> None:
     result = llm.run("--llm-results", "results.jsonl")
     line = _usage_line(result)
     assert line.endswith("cached calls saved: 0") and "cost" not in line
-    [run] = [r for r in read_results(llm.path / "results.jsonl", run_records=True) if r.get("record") == "run"]
+    [run] = [r for r in read_result_rows(llm.path / "results.jsonl", run_records=True) if r.get("record") == "run"]
     assert run["cost_usd"] is None
     llm.pytester.makeini("[pytest]\nllm_prices = gpt-4o = 5 15\n")
     line = _usage_line(llm.run())

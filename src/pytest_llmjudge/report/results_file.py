@@ -7,7 +7,6 @@ workers never interleave and a killed run keeps every finished row.
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import os
@@ -19,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..secrets import redact
+from ..tables import TableError, csv_line, decode_utf8, parse_csv, parse_jsonl, to_frame
 from ..verdict import Verdict
 from .texts import TEXT_FIELDS
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pytest
 
     from ..settings import Settings
@@ -149,7 +150,7 @@ class ResultsWriter:
             row.update({f"run.{name}": self.run.get(name) for name in RUN_FIELDS})
             self._ensure_header()
             columns = self._file_columns()
-            self._append(self._csv_line(["" if row.get(c) is None else row[c] for c in columns]))
+            self._append(csv_line([row.get(c) for c in columns], as_cell=_as_written))
         else:
             row["settings"] = json.loads(self.settings_json)
             row["run"] = self.run
@@ -159,7 +160,7 @@ class ResultsWriter:
         """The header already in the file (an xdist controller did not collect the case columns)."""
         assert self.path is not None
         with self.path.open(newline="", encoding="utf-8") as handle:
-            return next(csv.reader(handle), None) or self.columns
+            return parse_csv(handle.readline())[1] or self.columns
 
     def _row(self, values: dict[str, Any], texts: dict[str, Any] | None) -> None:
         texts = texts or {}
@@ -175,7 +176,7 @@ class ResultsWriter:
                 row[f"case.{column}"] = _cell(case.get(column)) if case else None
             row.update({f"run.{name}": self.run.get(name) for name in RUN_FIELDS})
             self._ensure_header()
-            self._append(self._csv_line(["" if row.get(c) is None else row[c] for c in self.columns]))
+            self._append(csv_line([row.get(c) for c in self.columns], as_cell=_as_written))
         else:
             row["settings"] = json.loads(self.settings_json)
             row["case"] = case
@@ -190,13 +191,7 @@ class ResultsWriter:
             self._header_checked = True
             with _locked(self._fd):
                 if os.fstat(self._fd).st_size == 0:
-                    self._append(self._csv_line(self.columns))
-
-    @staticmethod
-    def _csv_line(values: list[Any]) -> str:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow(values)
-        return buffer.getvalue()
+                    self._append(csv_line(self.columns, as_cell=_as_written))
 
     def _append(self, text: str) -> None:
         with self._lock:
@@ -209,6 +204,11 @@ class ResultsWriter:
                 self._ensure_header()
                 os.close(self._fd)
                 self._fd = None
+
+
+def _as_written(value: Any) -> Any:
+    """A row value as the CSV writer takes it: None is empty, others as ``str()`` makes them."""
+    return "" if value is None else value
 
 
 def _cell(value: Any) -> Any:
@@ -233,17 +233,51 @@ def _locked(fd: int) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-def read_results(path: Path | str, *, run_records: bool = False) -> list[dict[str, Any]]:
+def read_result_rows(path: Path | str, *, run_records: bool = False) -> list[dict[str, Any]]:
     """Load a results file written by ResultsWriter (either format): its verdict rows, and its
-    run records (``record == "run"``) too when ``run_records``."""
+    run records (``record == "run"``) too when ``run_records``. TableError on a malformed file."""
     path = Path(path)
-    if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    else:
-        with path.open(encoding="utf-8") as handle:
-            rows = [json.loads(line) for line in handle if line.strip()]
+    rows, _ = _parse_results(path, decode_utf8(path.read_bytes()))
     return rows if run_records else [row for row in rows if not is_run_record(row)]
+
+
+def _parse_results(path: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, columns = parse_csv(text, exact_width=False) if path.suffix == ".csv" else parse_jsonl(text)
+    return [row.data for row in rows], columns
+
+
+def read_results(path: Path | str, *, run_records: bool = False) -> pd.DataFrame:
+    """A results file (``--llm-results`` .jsonl or .csv) or a baseline (``.json``) as a DataFrame.
+
+    One row per verdict (and per run record when ``run_records``). A JSONL file's ``case`` and
+    ``run`` objects become ``case.<column>`` and ``run.<name>`` columns, as in the CSV form; a
+    CSV file's values are typed by pandas as ``pandas.read_csv`` types them (an empty cell is
+    NaN). A baseline's cases give ``test_id``, ``metric``, ``score``, ``samples``, ``passed``,
+    ``threshold``, ``error``, the texts and ``case.<column>``. Raises
+    :class:`~pytest_llmjudge.regression.BaselineError` (one line, naming the file) when the file
+    cannot be read.
+    """
+    import pandas as pd
+
+    from ..regression import BaselineError, load_baseline
+
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        cases = [case.to_json() for case in load_baseline(path).cases]
+        return to_frame([{**{k: v for k, v in c.items() if k != "texts"}, **c["texts"]} for c in cases])
+    try:
+        text = decode_utf8(path.read_bytes())
+        rows, columns = _parse_results(path, text)  # checked first: a bad file gets a located message
+    except OSError as exc:
+        raise BaselineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except TableError as exc:
+        raise BaselineError(exc.message(str(path))) from None
+    if path.suffix != ".csv":
+        return to_frame(rows if run_records else [row for row in rows if not is_run_record(row)])
+    # the rows of several appended runs may be longer than the header: their extra fields are
+    # dropped, as parse_csv drops them
+    frame = pd.read_csv(io.StringIO(text), engine="python", on_bad_lines=lambda fields: fields[: len(columns)])
+    return frame if run_records else frame[frame["record"] != "run"].reset_index(drop=True)
 
 
 def is_run_record(row: dict[str, Any]) -> bool:

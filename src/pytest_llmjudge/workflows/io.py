@@ -20,8 +20,6 @@ they stand for (the id column, else the row's unchanged input columns); rows wit
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -31,31 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..datasets import Case, load_cases
+from ..datasets import Case, load_cases, read_rows
+from ..tables import FORMATS as TABLE_FORMATS, TableError, cell, csv_line, parse_rows
 from . import CLIError
 
-TABLE_FORMATS = (".csv", ".json", ".jsonl")
+__all__ = [
+    "ERROR_COLUMN", "TABLE_FORMATS", "ResumePlan", "Row", "RowWriter", "Table", "Unit", "cell",
+    "check_output_path", "plan_resume", "read_partial", "read_table", "table_format", "union_columns",
+    "write_table",
+]
+
 ERROR_COLUMN = "error"
-
-
-# --------------------------------------------------------------------------- cells
-
-
-def cell(value: Any) -> str:
-    """A value as one CSV cell: None is empty, lists and objects are JSON, booleans lowercase."""
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
 
 
 def _json_safe(value: Any) -> Any:
@@ -105,9 +89,7 @@ class Table:
 
     def where(self, row: Row) -> str:
         """``FILE, line N (row K)`` for messages."""
-        if row.line is None:
-            return f"{self.shown}, row {row.index}"
-        return f"{self.shown}, line {row.line} (row {row.index})"
+        return TableError("", line=row.line, row=row.index).where(self.shown)
 
     def has_column(self, name: str) -> bool:
         return name in self.columns or any(name in row.case for row in self.rows)
@@ -123,7 +105,7 @@ def read_table(path: str | os.PathLike[str], *, id_column: str | None = None,
     """
     shown = os.fspath(path)
     cases = load_cases(path, id_column=id_column)
-    raw, columns = _raw_rows(Path(shown).expanduser(), shown, cases)
+    raw, columns = _raw_rows(path)
     if id_column is None and auto_id and "id" in columns:
         ids = [cell(data.get("id")).strip() for data in raw]
         if all(ids) and len(set(ids)) == len(ids):
@@ -137,32 +119,10 @@ def read_table(path: str | os.PathLike[str], *, id_column: str | None = None,
     return Table(path=Path(shown), shown=shown, rows=rows, columns=columns, id_column=id_column)
 
 
-def _raw_rows(file: Path, shown: str, cases: list[Case]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The rows' columns as written in the file (without the derived chat/alias keys).
-
-    ``load_cases`` has validated the file; this re-reads it with the datasets module's own
-    parsers, before their chat/alias expansion. Should those internals change, the derived
-    rows are used as they are (extra ``input``/``expected_output`` columns, no error).
-    """
-    try:
-        from .. import datasets as ds
-
-        text = ds._read_text(file, shown)  # same package, see docstring
-        suffix = file.suffix.lower()
-        parse = {".csv": ds._parse_csv, ".json": ds._parse_json, ".jsonl": ds._parse_jsonl}[suffix]
-        parsed, columns = parse(text, shown)
-        if len(parsed) != len(cases) or any(p.row != c.row for p, c in zip(parsed, cases)):
-            raise ValueError("row mismatch")
-        seen = dict.fromkeys(columns)
-        for p in parsed:
-            seen.update(dict.fromkeys(p.data))
-        return [dict(p.data) for p in parsed], list(seen)
-    except (AttributeError, ImportError, KeyError, ValueError, TypeError):
-        rows = [dict(c) for c in cases]
-        seen = {}
-        for r in rows:
-            seen.update(dict.fromkeys(r))
-        return rows, list(seen)
+def _raw_rows(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows' columns as written in the file (without the derived chat/alias keys)."""
+    rows, columns, _ = read_rows(path)  # the same rows load_cases read, before its expansion
+    return [dict(r.data) for r in rows], union_columns(columns, *(r.data for r in rows))
 
 
 def union_columns(*groups: Iterable[str]) -> list[str]:
@@ -233,22 +193,17 @@ class RowWriter:
     # -- formats
     def _start(self) -> None:
         if self.format == ".csv":
-            self._emit(self._csv_line(self.columns))
+            self._emit(csv_line(self.columns).encode("utf-8"))
         elif self.format == ".json":
             self._file.write(b"[\n]\n")
             self._json_end = 4
-
-    def _csv_line(self, values: Sequence[Any]) -> bytes:
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerow([cell(v) for v in values])
-        return buffer.getvalue().encode("utf-8")
 
     def _emit(self, data: bytes) -> None:
         self._file.write(data)
 
     def _write(self, row: Mapping[str, Any]) -> None:
         if self.format == ".csv":
-            self._emit(self._csv_line([row.get(c) for c in self.columns]))
+            self._emit(csv_line([row.get(c) for c in self.columns]).encode("utf-8"))
         else:
             ordered = {c: _json_safe(row[c]) for c in self.columns if c in row}
             ordered.update({k: _json_safe(v) for k, v in row.items() if k not in ordered})
@@ -312,93 +267,15 @@ def read_partial(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         raise CLIError(f"{shown}: cannot resume: {exc.strerror or exc}") from None
     if not text.strip():
         return []
-    if fmt == ".jsonl":
-        return _partial_jsonl(text, shown)
-    if fmt == ".csv":
-        return _partial_csv(text, shown)
-    return _partial_json(text, shown)
-
-
-def _partial_jsonl(text: str, shown: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    lines = text.split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            if number == len(lines):  # the last line, without its newline: torn by a kill
-                break
-            raise CLIError(
-                f"{shown}, line {number}: cannot resume: invalid JSON ({exc.msg}); "
-                "fix the line or start over with --force"
-            ) from None
-        if not isinstance(item, dict):
-            raise CLIError(f"{shown}, line {number}: cannot resume: expected a JSON object")
-        rows.append(item)
-    return rows
-
-
-def _partial_csv(text: str, shown: str) -> list[dict[str, Any]]:
-    torn = not text.endswith("\n")
-    reader = csv.reader(io.StringIO(text, newline=""))
-    records: list[tuple[int, list[str]]] = []
-    prev = 0
     try:
-        for record in reader:
-            start, prev = prev + 1, reader.line_num
-            if record and any(v.strip() for v in record):
-                records.append((start, record))
-    except csv.Error as exc:
-        if not torn:
-            raise CLIError(f"{shown}, line {prev + 1}: cannot resume: malformed CSV ({exc})") from None
-    if torn and records:
-        records.pop()
-    if not records:
-        return []
-    header = records[0][1]
-    rows = []
-    for line, record in records[1:]:
-        if len(record) != len(header):
-            raise CLIError(
-                f"{shown}, line {line}: cannot resume: expected {len(header)} fields like the "
-                f"header, found {len(record)}"
-            )
-        rows.append(dict(zip(header, record)))
-    return rows
-
-
-def _partial_json(text: str, shown: str) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        doc = None
-    if isinstance(doc, list):
-        items = doc
-    else:
-        items = []
-        decoder = json.JSONDecoder()
-        start = text.find("[")
-        if start < 0:
-            raise CLIError(f"{shown}: cannot resume: not a JSON list of rows")
-        i = start + 1
-        while True:
-            while i < len(text) and text[i] in " \t\r\n,":
-                i += 1
-            if i >= len(text) or text[i] == "]":
-                break
-            try:
-                value, i = decoder.raw_decode(text, i)
-            except json.JSONDecodeError:
-                break  # the torn end of a killed run
-            items.append(value)
-    rows = []
-    for n, item in enumerate(items, start=1):
-        if not isinstance(item, dict):
-            raise CLIError(f"{shown}: cannot resume: element {n} of the list is not an object")
-        rows.append(item)
-    return rows
+        rows, _ = parse_rows(text, fmt, torn_tail=True)
+    except TableError as exc:
+        problem = exc.problem
+        if exc.reason:  # the parser's words, e.g. "invalid JSON (Expecting value)"
+            problem = f"{problem.partition(':')[0]} ({exc.reason})"
+        fix = "; fix the line or start over with --force" if exc.line is not None else ""
+        raise CLIError(f"{TableError('', line=exc.line).where(shown)}: cannot resume: {problem}{fix}") from None
+    return [row.data for row in rows]
 
 
 @dataclass
