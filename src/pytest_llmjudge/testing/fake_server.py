@@ -42,6 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import urlsplit
 
+from ..datasets import content_text
 from ..metrics.fencing import split_fenced
 
 __all__ = ["FakeJudgeServer", "main"]
@@ -401,13 +402,10 @@ class _Generator:
 
 
 def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(part.get("text", "")) for part in content if isinstance(part, dict)
-        )
-    return ""
+    try:
+        return content_text(content) or ""
+    except TypeError:  # not chat content: nothing to read
+        return ""
 
 
 def _last_user_text(body: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import agreement, stats
+from ..datasets import content_text
 from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..metrics import AnyMetric, CheckMetric, Metric, MetricInputs, get_metric
@@ -138,13 +139,12 @@ def _answer_column(table: Table, requested: str | None) -> str:
 
 
 def _as_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return "\n".join(value)
-    return cell(value)
+    """A column's value as text: a string, a list of strings or chat content parts (joined by
+    newlines), else its cell form."""
+    try:
+        return content_text(value)
+    except TypeError:
+        return cell(value)
 
 
 _NEEDS = {

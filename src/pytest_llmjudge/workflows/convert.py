@@ -6,22 +6,12 @@ import argparse
 import json
 from typing import Any
 
+from ..datasets import content_text
 from . import CLIError
 from .io import Row, Table, check_output_path, read_table, table_format, union_columns, write_table
 
 CHAT_MODES = ("auto", "flatten", "build", "keep")
 _SYSTEM_ROLES = ("system", "developer")
-
-
-def _text(content: Any) -> str | None:
-    if content is None or isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            part["text"] for part in content
-            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str)
-        )
-    return str(content)
 
 
 def _blank(value: Any) -> bool:
@@ -44,16 +34,16 @@ def flatten_row(row: Row) -> tuple[dict[str, Any], int]:
         None,
     )
     history = [
-        {"role": m.get("role"), "content": _text(m.get("content"))}
+        {"role": m.get("role"), "content": content_text(m.get("content"))}
         for i, m in enumerate(messages[:last_user]) if i != system_at
     ]
     used = {last_user} | ({answer_at} if answer_at is not None else set()) | (
         {system_at} if system_at is not None else set())
     dropped = sum(1 for i in range(last_user + 1, len(messages)) if i not in used)
     derived: dict[str, Any] = {
-        "system_prompt": _text(messages[system_at].get("content")) if system_at is not None else None,
-        "prompt": _text(messages[last_user].get("content")),
-        "completion": _text(messages[answer_at].get("content")) if answer_at is not None else None,
+        "system_prompt": content_text(messages[system_at].get("content")) if system_at is not None else None,
+        "prompt": content_text(messages[last_user].get("content")),
+        "completion": content_text(messages[answer_at].get("content")) if answer_at is not None else None,
     }
     if history:
         derived["history"] = history

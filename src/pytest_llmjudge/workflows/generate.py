@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import VerdictCache
+from ..datasets import content_text
 from ..judges.base import Judge, JudgeRequest, Message, Sampling
 from ..metrics.base import Metric
 from ..verdict import Verdict
@@ -28,7 +29,7 @@ def build_messages(row: Row, table: Table, system_prompt: str | None) -> tuple[l
     """The chat messages that ask the row's prompt, and the effective system prompt."""
     messages_value = row.case.get("messages")
     if isinstance(messages_value, list) and messages_value:
-        turns = [{"role": str(m.get("role", "user")).lower(), "content": _text(m.get("content"))}
+        turns = [{"role": str(m.get("role", "user")).lower(), "content": content_text(m.get("content")) or ""}
                  for m in messages_value]
         last_user = max(i for i, m in enumerate(turns) if m["role"] == "user")
         turns = turns[: last_user + 1]
@@ -51,17 +52,6 @@ def build_messages(row: Row, table: Table, system_prompt: str | None) -> tuple[l
         messages.append({"role": "system", "content": system})
     messages.append({"role": "user", "content": prompt})
     return messages, system
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(p["text"] for p in content
-                         if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str))
-    return str(content)
 
 
 def generate_task(mode: str) -> Metric:
