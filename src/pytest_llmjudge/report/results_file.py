@@ -259,7 +259,8 @@ def read_results(path: Path | str, *, run_records: bool = False) -> pd.DataFrame
     """
     import pandas as pd
 
-    from ..regression import BaselineError, load_baseline
+    from ..errors import BaselineError
+    from ..regression import load_baseline
 
     path = Path(path)
     if path.suffix.lower() == ".json":
