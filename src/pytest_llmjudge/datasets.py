@@ -300,8 +300,9 @@ def _frame_rows(frame: pd.DataFrame) -> list[TableRow]:
     if len(set(names)) != len(names):
         raise DatasetError(f"DataFrame: duplicate column names in {names}; rename them")
     rows = []
-    for n, values in enumerate(frame.astype(object).itertuples(index=False, name=None), start=1):
-        data = {c: None if _is_na(v) else _native(v) for c, v in zip(names, values)}
+    # to_dict gives Python values (int, float, str), not numpy scalars
+    for n, record in enumerate(frame.to_dict(orient="records"), start=1):
+        data = {str(c): None if _is_na(v) else v for c, v in record.items()}
         rows.append(TableRow(data, n, None))
     return rows
 
@@ -311,12 +312,6 @@ def _is_na(value: Any) -> bool:
         return True
     pandas = sys.modules["pandas"]
     return bool(value is pandas.NA or value is pandas.NaT)
-
-
-def _native(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (``.item()``); other values as they are."""
-    item = getattr(value, "item", None)
-    return item() if callable(item) and type(value).__module__ == "numpy" else value
 
 
 def _where(shown: str, raw: TableRow) -> str:
