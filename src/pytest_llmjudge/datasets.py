@@ -234,6 +234,23 @@ def load_cases(
         required = [required]
 
     rows, columns, file = read_rows(path, base_dir=base_dir)
+    return build_cases(rows, columns, file, shown, id_column=id_column, required=required,
+                       sample=sample, seed=seed)
+
+
+def build_cases(
+    rows: list[TableRow],
+    columns: list[str],
+    file: Path | None,
+    shown: str,
+    *,
+    id_column: str | None = None,
+    required: Sequence[str] | None = None,
+    sample: int | None = None,
+    seed: int | str | None = None,
+) -> list[Case]:
+    """:func:`load_cases` after reading: the rows of :func:`read_rows` (their ``data`` is
+    expanded in place) as cases; ``sample`` has been checked."""
     from_csv = file is None or file.suffix.lower() == ".csv"
     for raw in rows:
         _normalize(raw, shown, from_csv=from_csv)

@@ -154,7 +154,7 @@ def test_progress_draws_only_on_a_terminal():
     bar.advance(failed=True)
     bar.close()
     text = tty.getvalue()
-    assert "\r" in text and "4/4" in text and "1 failed" in text and "3 cached" in text
+    assert "\r" in text and "4/4" in text and "1 failed" in text and "3 cached" in text and "ETA" in text
 
     silenced = _TTY()
     bar = Progress(2, "work", stream=silenced, quiet=True)

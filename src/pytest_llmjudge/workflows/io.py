@@ -1,6 +1,6 @@
 """Reading and writing CSV, JSON and JSONL tables by extension, incrementally, with resume.
 
-Reading uses :func:`pytest_llmjudge.load_cases`, so a dataset the test suite accepts is
+Reading uses :func:`pytest_llmjudge.load_cases`' steps, so a dataset the test suite accepts is
 accepted here with the same rules (chat form, ``prompt``/``completion`` aliases, UTF-8,
 located one-line errors). Each :class:`Row` carries both views of a row: ``data``, the
 columns as they are in the file (what the commands copy to their output), and ``case``, the
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..datasets import Case, load_cases, read_rows
+from ..datasets import Case, build_cases, read_rows
 from ..tables import FORMATS as TABLE_FORMATS, TableError, cell, csv_line, parse_rows
 from . import CLIError
 
@@ -104,8 +104,10 @@ def read_table(path: str | os.PathLike[str], *, id_column: str | None = None,
     (``auto_id``), else rows are identified by position (``row<N>``).
     """
     shown = os.fspath(path)
-    cases = load_cases(path, id_column=id_column)
-    raw, columns = _raw_rows(path)
+    rows_read, file_columns, file = read_rows(path)
+    raw = [dict(r.data) for r in rows_read]  # as written, before the expansion below
+    columns = union_columns(file_columns, *raw)
+    cases = build_cases(rows_read, file_columns, file, shown, id_column=id_column)
     if id_column is None and auto_id and "id" in columns:
         ids = [cell(data.get("id")).strip() for data in raw]
         if all(ids) and len(set(ids)) == len(ids):
@@ -117,12 +119,6 @@ def read_table(path: str | os.PathLike[str], *, id_column: str | None = None,
         for case, data in zip(cases, raw)
     ]
     return Table(path=Path(shown), shown=shown, rows=rows, columns=columns, id_column=id_column)
-
-
-def _raw_rows(path: str | os.PathLike[str]) -> tuple[list[dict[str, Any]], list[str]]:
-    """The rows' columns as written in the file (without the derived chat/alias keys)."""
-    rows, columns, _ = read_rows(path)  # the same rows load_cases read, before its expansion
-    return [dict(r.data) for r in rows], union_columns(columns, *(r.data for r in rows))
 
 
 def union_columns(*groups: Iterable[str]) -> list[str]:
