@@ -13,6 +13,8 @@ its own users with :meth:`TableError.message`.
 * ``torn_tail`` readers accept a file cut short by a kill: its incomplete last record is dropped.
 
 Writing: :func:`csv_line` is the one CSV record writer (what :func:`cell` makes of a value).
+It is the stdlib's writer: outputs and the results file write one record at a time, and a
+DataFrame per record would be the cost of pandas there.
 """
 
 from __future__ import annotations
