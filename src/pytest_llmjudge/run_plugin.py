@@ -23,7 +23,7 @@ from .heap import freeze_if_pending
 from .judges import Judge, judge_options, make_judge
 from .report import junit
 from .report.collect import RunSummary
-from .report.reporters import BUILTIN_REPORTERS, TerminalReport
+from .report.reporters import BUILTIN_REPORTERS, Reporter, TerminalReport
 from .session import LLMJudgeSession
 from .settings import Settings, check_output_paths, separate_path_argument_warnings
 
@@ -89,7 +89,13 @@ class LLMJudgeRun:
     def _start_reporters(self) -> None:
         reporters = [factory() for factory in BUILTIN_REPORTERS]
         for extra in self.config.hook.pytest_llmjudge_reporters(config=self.config):
-            reporters.extend(extra or ())
+            for reporter in extra or ():
+                if not isinstance(reporter, Reporter):
+                    raise pytest.UsageError(
+                        f"pytest_llmjudge_reporters returned {reporter!r}: a reporter needs the methods "
+                        "start(run), verdict(row) and finish(summary)"
+                    )
+                reporters.append(reporter)
         # the terminal section comes last: it shows what the other reports noted
         reporters.sort(key=lambda reporter: isinstance(reporter, TerminalReport))
         for reporter in reporters:

@@ -62,6 +62,15 @@ def test_a_user_reporter_gets_start_each_verdict_and_finish(llm: LLMRun) -> None
     assert result.ret == 1  # three cases fail; the broken reporter changes nothing
 
 
+def test_a_reporter_without_the_protocol_is_a_usage_error(llm: LLMRun) -> None:
+    llm.qa_suite()
+    llm.pytester.makeconftest("def pytest_llmjudge_reporters(config):\n    return [object()]\n")
+    result = llm.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*pytest_llmjudge_reporters returned <object object at *>: a reporter needs the "
+                                 "methods start(run), verdict(row) and finish(summary)"])
+
+
 def test_user_reporters_run_on_the_xdist_controller_only(llm: LLMRun) -> None:
     pytest.importorskip("xdist")
     llm.qa_suite()
