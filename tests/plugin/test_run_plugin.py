@@ -107,3 +107,21 @@ def test_verbose_words_are_plain_strings(llm: LLMRun) -> None:
     assert all(isinstance(word, str) for word in words.values())
     assert words["capital"].startswith("PASSED [correctness=") and words["boil"].startswith("FAILED [correctness=")
     config._ensure_unconfigure()
+
+
+def test_a_report_declares_its_own_file_option(pytester: pytest.Pytester) -> None:
+    """Issue 17 item 5: a report's class names its option; flag, ini key, path checks follow."""
+    from pytest_llmjudge.report.reporters import REPORT_OPTIONS, HtmlReport
+    from pytest_llmjudge.settings import OPTIONS, PATH_OPTIONS
+
+    declared = {option for option, _ in REPORT_OPTIONS}
+    assert declared == {"--llm-html", "--llm-markdown", "--llm-save-baseline"}
+    assert declared <= {row[0] for row in OPTIONS} and declared <= set(PATH_OPTIONS)
+    assert (HtmlReport.option, HtmlReport.help) in REPORT_OPTIONS
+    config = pytester.parseconfigure("--llm-html=out/r.html", "-o", "llm_markdown=summary.md")
+    settings = config.pluginmanager.get_plugin(PLUGIN_NAME).settings
+    assert settings.report_path("--llm-html") == pytester.path / "out" / "r.html"
+    assert settings.markdown == pytester.path / "summary.md" and settings.save_baseline is None
+    config._ensure_unconfigure()
+    with pytest.raises(pytest.UsageError, match="--llm-html=.*is a directory"):
+        pytester.parseconfigure(f"--llm-html={pytester.path}")

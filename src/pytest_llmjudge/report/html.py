@@ -622,10 +622,9 @@ def render_html(
         summary = RunSummary.from_records((row["test_id"], row) for row in rows)
     metrics = sorted({r["metric"] for r in rows})
     when = (generated or datetime.now(timezone.utc)).isoformat(timespec="seconds")
-    judged = [r for r in rows if r["score"] is not None]
-    failed = sum(1 for r in judged if not r["passed"])
-    errors = len(rows) - len(judged)
-    unstable = sum(1 for r in rows if r["unstable"])
+    passed = sum(m.passed for m in summary.metrics.values())
+    failed = sum(m.failed for m in summary.metrics.values())
+    errors = sum(m.errors for m in summary.metrics.values())
     judges = sorted({r["judge"] for r in rows if r["judge"]})
     data = _clean({"title": title, "generated": when, "settings": dict(settings or {}), "records": rows,
                    "comparison": comparison.to_json() if comparison is not None else None,
@@ -637,8 +636,8 @@ def render_html(
            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
            f"style-src 'unsafe-inline'; script-src '{_SCRIPT_HASH}'; img-src data:\">",
            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"]
-    headline = (f"{len(rows)} verdict(s) · {len(judged) - failed} passed · {failed} failed · "
-               f"{errors} judge error(s) · {unstable} unstable")
+    headline = (f"{len(rows)} verdict(s) · {passed} passed · {failed} failed · "
+                f"{errors} judge error(s) · {summary.unstable} unstable")
     out.append(f'<header><h1>{_e(title)}</h1><div id="summary">{_e(headline)}</div>'
                f'<div class="muted">judge: {_e(", ".join(judges) or "-")} · generated {_e(when)}</div>')
     if usage:
