@@ -124,7 +124,7 @@ def decode_utf8(data: bytes) -> str:
 # --------------------------------------------------------------------------- CSV
 
 
-def _pandas_records(text: str, *, lenient: bool) -> tuple[list[list[str]], bool]:
+def _pandas_records(text: str, *, lenient: bool, nrows: int | None = None) -> tuple[list[list[str]], bool]:
     """Every CSV record pandas reads, blank ones included, and whether one was longer than the header.
 
     Strict, pandas raises its ParserError for any problem. ``lenient`` keeps a longer record
@@ -147,6 +147,7 @@ def _pandas_records(text: str, *, lenient: bool) -> tuple[list[list[str]], bool]
         skip_blank_lines=False,  # blank lines stay records, so the lines of every record add up
         engine="python",  # the C engine pads a short row with "", losing its field count
         on_bad_lines=keep_long if lenient else "error",
+        nrows=nrows,
     )
     records = []
     for values in frame.itertuples(index=False, name=None):
@@ -156,6 +157,23 @@ def _pandas_records(text: str, *, lenient: bool) -> tuple[list[list[str]], bool]
         else:  # padding of a short record is NaN, and only at its end
             records.append([v for v in values if isinstance(v, str)])
     return records, bool(long)
+
+
+def _readable(text: str, most: int) -> int:
+    """How many records pandas reads before its first error (at most ``most``): a bisection
+    over ``nrows``, so that an error pandas reports without a place gets one."""
+    import pandas as pd
+
+    low, high = 0, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        try:
+            _pandas_records(text, lenient=False, nrows=middle)
+        except (pd.errors.ParserError, csv.Error):  # with nrows, pandas lets the csv engine's error out
+            high = middle - 1
+        else:
+            low = middle
+    return low
 
 
 def _pandas_problem(message: str) -> tuple[bool, TableError]:
@@ -194,6 +212,8 @@ def parse_csv(text: str, *, exact_width: bool = True, torn_tail: bool = False,
         raw, long = _pandas_records(body, lenient=True)
         if not long:  # a longer row is located below, from the records
             unclosed, problem = _pandas_problem(str(exc))
+            if not unclosed:  # the lenient parse skipped the bad record: keep what precedes it
+                raw = raw[: _readable(body, len(raw))]
     records: list[tuple[int, list[str]]] = []
     line = lead + 1
     for values in raw:
@@ -202,7 +222,7 @@ def parse_csv(text: str, *, exact_width: bool = True, torn_tail: bool = False,
         line += 1 + sum(v.count("\n") for v in values)
     if problem is not None:
         if not (unclosed and torn_tail):
-            problem.line = line if unclosed else None  # the unclosed quote opens the next record
+            problem.line = line  # the bad record (an unclosed quote's) starts after the records read
             raise problem
     elif torn_tail and not text.endswith("\n") and records:
         records.pop()  # cut short by a kill

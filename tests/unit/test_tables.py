@@ -50,7 +50,7 @@ def test_csv_rows_carry_their_start_lines_and_values_as_strings() -> None:
         ('a,b\n"1\n2",3,4\n', "f.csv, line 2 (row 1): expected 2 fields like the header, found 3; quote values"),
         ('a,b\n1,2\n\n"3,4\n', "f.csv, line 4: a quoted value is never closed"),
         ("a,a\n1,2\n", "f.csv, line 1: duplicate column name 'a'"),
-        ('a,b\n"x"y,2\n', "f.csv: malformed CSV: ',' expected after '\"'"),
+        ('a,b\n1,2\n\n"x\ny"z,2\n3,4\n', "f.csv, line 4: malformed CSV: ',' expected after '\"'"),
     ],
 )
 def test_csv_problems_are_located(text: str, message: str) -> None:
