@@ -75,6 +75,14 @@ class MetricSummary:
         _, low, high = mean_interval(self.scores, method="t")
         return max(0.0, low), min(1.0, high)
 
+    def pass_rate_text(self) -> str:
+        """``83% [44%, 97%]``: the pass rate with its Wilson interval, as every table shows it."""
+        return _with_interval(self.pass_rate, self.pass_rate_interval(), ".0%")
+
+    def mean_text(self) -> str:
+        """``0.74 [0.52, 0.96]``: the mean score with its Student-t interval."""
+        return _with_interval(self.mean_score, self.mean_interval(), ".2f")
+
     @property
     def noise_sd(self) -> float | None:
         return sum(self.noise_sds) / len(self.noise_sds) if self.noise_sds else None
@@ -84,6 +92,14 @@ class MetricSummary:
             return "-"
         low, high = min(self.thresholds), max(self.thresholds)
         return f"{low:.2f}" if low == high else f"{low:.2f}-{high:.2f}"
+
+
+def _with_interval(value: float | None, interval: tuple[float, float] | None, spec: str) -> str:
+    if value is None:
+        return "-"
+    if interval is None:
+        return format(value, spec)
+    return f"{format(value, spec)} [{format(interval[0], spec)}, {format(interval[1], spec)}]"
 
 
 @dataclass

@@ -79,18 +79,10 @@ def shown_rows(rows: list[GroupRow], *, verbose: bool) -> tuple[list[GroupRow], 
     return shown, hidden
 
 
-def _fmt(value: float | None, interval: tuple[float, float] | None, spec: str) -> str:
-    if value is None:
-        return "-"
-    if interval is None:
-        return format(value, spec)
-    return f"{format(value, spec)} [{format(interval[0], spec)}, {format(interval[1], spec)}]"
-
-
 def cells(row: GroupRow) -> tuple[str, ...]:
     g = row.group
-    return (row.column, row.value, row.metric, str(g.cases), _fmt(g.pass_rate, g.pass_rate_interval(), ".0%"),
-            _fmt(g.mean_score, g.mean_interval(), ".2f"), row.verdict)
+    return (row.column, row.value, row.metric, str(g.cases), g.pass_rate_text(),
+            g.mean_text(), row.verdict)
 
 
 HEADER = ("column", "group", "metric", "cases", "pass rate [95% CI]", "mean score [95% CI]", "vs whole run")

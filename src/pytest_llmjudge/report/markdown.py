@@ -45,14 +45,6 @@ def md_code(text: Any) -> str:
     return f"{fence}{pad}{flat}{pad}{fence}"
 
 
-def _interval(value: float | None, interval: tuple[float, float] | None, spec: str) -> str:
-    if value is None:
-        return "-"
-    if interval is None:
-        return format(value, spec)
-    return f"{format(value, spec)} [{format(interval[0], spec)}, {format(interval[1], spec)}]"
-
-
 def markdown_summary(
     summary: RunSummary,
     gates: list[GateResult] | None = None,
@@ -80,8 +72,7 @@ def markdown_summary(
     for name in sorted(summary.metrics):
         m = summary.metrics[name]
         out.append(f"| {md_cell(name)} | {m.cases} | {m.passed} | "
-                   f"{_interval(m.pass_rate, m.pass_rate_interval(), '.0%')} | "
-                   f"{_interval(m.mean_score, m.mean_interval(), '.2f')} | {m.threshold_text()} | "
+                   f"{m.pass_rate_text()} | {m.mean_text()} | {m.threshold_text()} | "
                    f"{m.unstable} | {m.errors} |")
     if gates:
         out += ["", "**Gates**", ""]

@@ -16,18 +16,6 @@ MAX_FAILURES_SHOWN = 10
 REASON_WIDTH = 160
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _with_interval(value: float | None, interval: tuple[float, float] | None, spec: str) -> str:
-    if value is None:
-        return "-"
-    if interval is None:
-        return format(value, spec)
-    return f"{format(value, spec)} [{format(interval[0], spec)}, {format(interval[1], spec)}]"
-
-
 def summary_lines(
     summary: RunSummary,
     gates: list[GateResult] | None = None,
@@ -100,8 +88,7 @@ def _metric_table(summary: RunSummary) -> list[str]:
     for name in sorted(summary.metrics):
         m = summary.metrics[name]
         rows.append((name, str(m.cases), str(m.passed),
-                     _with_interval(m.pass_rate, m.pass_rate_interval(), ".0%"),
-                     _with_interval(m.mean_score, m.mean_interval(), ".2f"), m.threshold_text(),
+                     m.pass_rate_text(), m.mean_text(), m.threshold_text(),
                      str(m.unstable), str(m.errors)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = []
