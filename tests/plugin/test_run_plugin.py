@@ -125,3 +125,14 @@ def test_a_report_declares_its_own_file_option(pytester: pytest.Pytester) -> Non
     config._ensure_unconfigure()
     with pytest.raises(pytest.UsageError, match="--llm-html=.*is a directory"):
         pytester.parseconfigure(f"--llm-html={pytester.path}")
+
+
+def test_endpoint_notes_belong_to_their_run(llm: LLMRun) -> None:
+    """Issue 17 item 8: the endpoint gates hang on the run: a second run in the same process
+    (pytester, a long-lived worker) does not report the first one's 429s."""
+    llm.qa_suite()
+    llm.server.fail_next(429, 2, retry_after=0.01)
+    first = llm.run("--llm-concurrency", "1")
+    first.stdout.fnmatch_lines(["*judge endpoint *: 2 rate-limited requests (429) waited out and retried*"])
+    second = llm.run("--llm-concurrency", "1")
+    assert not any("rate-limited requests" in line for line in second.outlines)
