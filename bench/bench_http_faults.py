@@ -61,8 +61,8 @@ def judge_calls_only(server: FakeJudgeServer, n: int, threads: int = 16) -> tupl
     """(wall s, judge errors) of ``n`` verdicts from ``threads`` threads, without pytest."""
     import threading
 
-    from pytest_llmjudge.evaluation import build_request
     from pytest_llmjudge.judges.openai_compat import OpenAIJudge
+    from pytest_llmjudge.judging.evaluation import build_request
     from pytest_llmjudge.metrics import get_metric
     from pytest_llmjudge.metrics.base import MetricInputs
 

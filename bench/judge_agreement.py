@@ -36,10 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_llmjudge import agreement, stats
+from pytest_llmjudge.analysis import agreement, stats
 from pytest_llmjudge.cli.options import add_model_options
 from pytest_llmjudge.errors import JudgeError
-from pytest_llmjudge.evaluation import evaluate
+from pytest_llmjudge.judging.evaluation import evaluate
 from pytest_llmjudge.metrics import AnyMetric, MetricInputs
 from pytest_llmjudge.workflows.calibrate import load_metric
 from pytest_llmjudge.workflows.common import build_cache, build_judge, close_quietly

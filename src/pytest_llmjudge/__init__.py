@@ -5,9 +5,9 @@ from __future__ import annotations
 from .datasets import Case, load_cases
 from .errors import ConfigError, DatasetError, JudgeError, LLMJudgeError, LLMScoreError
 from .judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
+from .judging.verdict import Verdict
 from .metrics import CheckMetric, Metric, MetricInputs, register_metric
 from .report.results_file import read_results
-from .verdict import Verdict
 
 __version__ = "0.1.0"
 

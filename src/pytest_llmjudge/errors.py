@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .verdict import Verdict
+    from .judging.verdict import Verdict
 
 
 class LLMJudgeError(Exception):

@@ -1,7 +1,7 @@
 """The pytest11 entry point, a table of contents: our hooks, options, markers and fixtures.
 
 The run's state and the hooks that act on it live on one plugin object,
-:class:`~pytest_llmjudge.run_plugin.LLMJudgeRun`, registered here at configure time.
+:class:`~pytest_llmjudge.run.run_plugin.LLMJudgeRun`, registered here at configure time.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from . import hookspecs
-from .assertion import assert_llm_score as _assert_llm_score
 from .judges import Judge
-from .run_plugin import PLUGIN_NAME, LLMJudgeRun, get_run
-from .settings import addoptions
+from .run.assertion import assert_llm_score as _assert_llm_score
+from .run.run_plugin import PLUGIN_NAME, LLMJudgeRun, get_run
+from .run.settings import addoptions
 
 MARKERS = (
     "llm_dataset(path, *, id_column=None, sample=None, seed=None, required=None, group_by=None, concurrent=True): "

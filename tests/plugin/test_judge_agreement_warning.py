@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmjudge.judge_agreement import MEASURED, TRUSTED_AUC, low_agreement_warning
+from pytest_llmjudge.analysis.judge_agreement import MEASURED, TRUSTED_AUC, low_agreement_warning
 from pytest_llmjudge.report.collect import RunSummary
 from pytest_llmjudge.report.terminal import summary_lines
 

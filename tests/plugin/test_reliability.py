@@ -196,7 +196,7 @@ def test_item13_max_retries_is_called_retries_everywhere() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     sentences = [s for s in re.split(r"(?<=[.;|])\s", readme) if "--llm-max-retries" in s]
     assert sentences and all("retries" in s and "attempts" not in s.replace("first attempt", "") for s in sentences)
-    from pytest_llmjudge.settings import OPTIONS
+    from pytest_llmjudge.run.settings import OPTIONS
 
     [help_text] = [h for option, _, _, h in OPTIONS if option == "--llm-max-retries"]
     assert "Retries" in help_text and "attempts" not in help_text

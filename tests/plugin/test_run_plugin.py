@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import QA_FAIL, QA_PASS, LLMRun, short_id
 
-from pytest_llmjudge.run_plugin import PLUGIN_NAME, LLMJudgeRun
+from pytest_llmjudge.run.run_plugin import PLUGIN_NAME, LLMJudgeRun
 
 USER_REPORTER = """
 import json
@@ -112,7 +112,7 @@ def test_verbose_words_are_plain_strings(llm: LLMRun) -> None:
 def test_a_report_declares_its_own_file_option(pytester: pytest.Pytester) -> None:
     """Issue 17 item 5: a report's class names its option; flag, ini key, path checks follow."""
     from pytest_llmjudge.report.reporters import REPORT_OPTIONS, HtmlReport
-    from pytest_llmjudge.settings import OPTIONS, PATH_OPTIONS
+    from pytest_llmjudge.run.settings import OPTIONS, PATH_OPTIONS
 
     declared = {option for option, _ in REPORT_OPTIONS}
     assert declared == {"--llm-html", "--llm-markdown", "--llm-save-baseline"}

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pytest_llmjudge import agreement, stats
+from pytest_llmjudge.analysis import agreement, stats
 
 
 def test_average_ranks_share_ties():

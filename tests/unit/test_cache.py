@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_llmjudge.cache import FILE_NAME, VerdictCache
 from pytest_llmjudge.errors import JudgeError, ReplayMissError
-from pytest_llmjudge.evaluation import build_request
 from pytest_llmjudge.judges import FakeJudge, Sampling
 from pytest_llmjudge.judges.base import JudgeRequest
+from pytest_llmjudge.judging.cache import FILE_NAME, VerdictCache
+from pytest_llmjudge.judging.evaluation import build_request
+from pytest_llmjudge.judging.verdict import Verdict
 from pytest_llmjudge.metrics import get_metric
 from pytest_llmjudge.metrics.base import Metric, MetricInputs
 from pytest_llmjudge.metrics.builtin import CorrectnessVerdict
-from pytest_llmjudge.verdict import Verdict
 
 CORRECTNESS = get_metric("correctness")
 INPUTS = MetricInputs(output="Paris.", input="Capital of France?", expected="Paris")
@@ -165,7 +165,7 @@ def test_replay_miss_raises_a_judge_error_and_never_writes(tmp_path: Path) -> No
 
 
 def test_evaluate_with_a_replay_cache_never_calls_the_judge(tmp_path: Path) -> None:
-    from pytest_llmjudge.evaluation import evaluate
+    from pytest_llmjudge.judging.evaluation import evaluate
 
     judge = FakeJudge(lambda r: {"reason": "ok", "score": 5})
     with pytest.raises(ReplayMissError):

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmjudge import agreement, cli, stats
+from pytest_llmjudge import cli
+from pytest_llmjudge.analysis import agreement, stats
 from pytest_llmjudge.datasets import load_cases
 from pytest_llmjudge.testing.fake_server import FakeJudgeServer, find_schema
 from pytest_llmjudge.workflows.sample import allocate
@@ -632,8 +633,8 @@ def test_every_command_is_a_module_of_the_cli_package(capsys):
 
 
 def test_cli_errors_are_llmjudge_errors():
+    from pytest_llmjudge.analysis.regression import BaselineError as OldBaselineError
     from pytest_llmjudge.errors import BaselineError, CLIError, LLMJudgeError
-    from pytest_llmjudge.regression import BaselineError as OldBaselineError
     from pytest_llmjudge.workflows import CLIError as OldCLIError
 
     assert issubclass(CLIError, LLMJudgeError) and issubclass(BaselineError, LLMJudgeError)

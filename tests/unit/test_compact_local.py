@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from pytest_llmjudge.evaluation import evaluate
+from pytest_llmjudge.judging.evaluation import evaluate
 from pytest_llmjudge.metrics import MetricInputs
 from pytest_llmjudge.metrics.builtin import CORRECTNESS
 

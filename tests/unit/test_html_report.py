@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from pytest_llmjudge.regression import compare
+from pytest_llmjudge.analysis.regression import compare
+from pytest_llmjudge.analysis.stats import wilson_interval
 from pytest_llmjudge.report.html import render_html
-from pytest_llmjudge.stats import wilson_interval
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_llmjudge.errors import ConfigError, JudgeError
-from pytest_llmjudge.evaluation import build_request, judge_once, parse_reply
 from pytest_llmjudge.judges import FakeJudge, default_judge_spec, make_judge, retry
 from pytest_llmjudge.judges.base import JudgeResponse, Sampling
 from pytest_llmjudge.judges.hf_inference import HFInferenceJudge
 from pytest_llmjudge.judges.openai_compat import OpenAIJudge
 from pytest_llmjudge.judges.parsing import extract_json_object, score_distribution_from_top_logprobs
+from pytest_llmjudge.judging.evaluation import build_request, judge_once, parse_reply
 from pytest_llmjudge.metrics import get_metric, unfence
 from pytest_llmjudge.metrics.base import MetricInputs
 from pytest_llmjudge.metrics.builtin import CorrectnessVerdict

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from pytest_llmjudge.evaluation import evaluate
 from pytest_llmjudge.judges import FakeJudge
+from pytest_llmjudge.judging.evaluation import evaluate
 from pytest_llmjudge.metrics import Metric, MetricInputs, unfence
 from pytest_llmjudge.metrics.base import cut_repetition
 from pytest_llmjudge.metrics.builtin import CORRECTNESS

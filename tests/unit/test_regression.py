@@ -1,4 +1,4 @@
-"""Unit tests of pytest_llmjudge.regression: baselines, the paired comparison, ``llmjudge compare``."""
+"""Unit tests of pytest_llmjudge.analysis.regression: baselines, the paired comparison, ``llmjudge compare``."""
 
 from __future__ import annotations
 
@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmjudge.errors import LLMJudgeError
-from pytest_llmjudge.regression import (
+from pytest_llmjudge.analysis.regression import (
     FORMAT,
     Baseline,
     BaselineError,
@@ -22,8 +21,9 @@ from pytest_llmjudge.regression import (
     load_baseline,
     save_baseline,
 )
+from pytest_llmjudge.errors import LLMJudgeError
+from pytest_llmjudge.judging.verdict import Verdict
 from pytest_llmjudge.report.results_file import ResultsWriter
-from pytest_llmjudge.verdict import Verdict
 
 Record = tuple[str, dict[str, Any]]
 
@@ -417,7 +417,7 @@ def test_false_alarm_rate_and_power_over_200_seeds() -> None:
 
 
 def test_holm_adjusted_p_values() -> None:
-    from pytest_llmjudge.regression import holm
+    from pytest_llmjudge.analysis.regression import holm
 
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
     assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])

@@ -9,7 +9,6 @@ import time
 import pytest
 
 from pytest_llmjudge.errors import JudgeError
-from pytest_llmjudge.evaluation import build_request
 from pytest_llmjudge.judges import retry
 from pytest_llmjudge.judges.openai_compat import OpenAIJudge
 from pytest_llmjudge.judges.retry import (
@@ -20,6 +19,7 @@ from pytest_llmjudge.judges.retry import (
     backoff_delay,
     call_with_retries,
 )
+from pytest_llmjudge.judging.evaluation import build_request
 from pytest_llmjudge.metrics import get_metric
 from pytest_llmjudge.metrics.base import MetricInputs
 from pytest_llmjudge.testing.fake_server import FakeJudgeServer

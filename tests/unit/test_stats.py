@@ -1,4 +1,4 @@
-"""Unit tests of pytest_llmjudge.stats against textbook values and brute force."""
+"""Unit tests of pytest_llmjudge.analysis.stats against textbook values and brute force."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from pytest_llmjudge.stats import (
+from pytest_llmjudge.analysis.stats import (
     mean_interval,
     normal_quantile,
     paired_bootstrap_diff,

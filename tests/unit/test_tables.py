@@ -1,4 +1,4 @@
-"""Unit tests of pytest_llmjudge.tables, DataFrame input to load_cases, and read_results."""
+"""Unit tests of pytest_llmjudge.datasets.tables, DataFrame input to load_cases, and read_results."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 from pytest_llmjudge import DatasetError, load_cases, read_results
+from pytest_llmjudge.analysis.regression import BaselineError, save_baseline
 from pytest_llmjudge.datasets import content_text
-from pytest_llmjudge.regression import BaselineError, save_baseline
+from pytest_llmjudge.datasets.tables import TableError, _pandas_problem, cell, csv_line, parse_csv, parse_rows
+from pytest_llmjudge.judging.verdict import Verdict
 from pytest_llmjudge.report.results_file import ResultsWriter
-from pytest_llmjudge.tables import TableError, _pandas_problem, cell, csv_line, parse_csv, parse_rows
-from pytest_llmjudge.verdict import Verdict
 
 # --------------------------------------------------------------------------- pandas' messages
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from pytest_llmjudge.errors import score_failure_message
-from pytest_llmjudge.repeats import RepeatPlan, combine
-from pytest_llmjudge.verdict import Verdict
+from pytest_llmjudge.judging.repeats import RepeatPlan, combine
+from pytest_llmjudge.judging.verdict import Verdict
 
 
 def _samples(*scores: float) -> list[Verdict]:

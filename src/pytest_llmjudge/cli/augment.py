@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..argtypes import number_in, positive_int
+from ..run.argtypes import number_in, positive_int
 from ..workflows.augment import run
 from .options import add_model_options, add_output_options, command_parser
 

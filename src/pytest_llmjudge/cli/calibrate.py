@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..argtypes import non_negative_int, number_in
+from ..run.argtypes import non_negative_int, number_in
 from ..workflows.calibrate import OUTPUT_CANDIDATES, run
 from .options import add_model_options, add_output_options, command_parser
 

@@ -1,5 +1,5 @@
 """``llmjudge compare BASELINE CURRENT``: two runs' verdicts, paired case by case
-(:func:`pytest_llmjudge.regression.compare`)."""
+(:func:`pytest_llmjudge.analysis.regression.compare`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..argtypes import non_negative_float, positive_int
+from ..analysis.regression import N_RESAMPLES, compare, load_baseline
 from ..errors import BaselineError
-from ..regression import N_RESAMPLES, compare, load_baseline
+from ..run.argtypes import non_negative_float, positive_int
 
 HELP = "compare a run against a baseline (paired test per metric)"
 DESCRIPTION = ("Compare two runs' verdicts metric by metric: paired bootstrap interval of the mean "

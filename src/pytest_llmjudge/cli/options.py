@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..argtypes import non_negative_int, number_in, positive_int
-from ..cache import CACHE_MODES, DEFAULT_CACHE_DIR
 from ..judges import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from ..judging.cache import CACHE_MODES, DEFAULT_CACHE_DIR
+from ..run.argtypes import non_negative_int, number_in, positive_int
 
 #: model requests in flight at once, unless --concurrency says otherwise
 DEFAULT_CONCURRENCY = 8

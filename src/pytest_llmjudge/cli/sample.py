@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..argtypes import positive_int
 from ..datasets import DEFAULT_SEED
+from ..run.argtypes import positive_int
 from ..workflows.sample import run
 from .options import command_parser
 

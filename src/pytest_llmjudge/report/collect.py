@@ -62,7 +62,7 @@ class MetricSummary:
         """Wilson 95% interval of the pass rate."""
         if not self.judged:
             return None
-        from ..stats import wilson_interval
+        from ..analysis.stats import wilson_interval
 
         return wilson_interval(self.passed, self.judged)
 
@@ -70,7 +70,7 @@ class MetricSummary:
         """Student-t 95% interval of the mean score over cases (None below two cases)."""
         if len(self.scores) < 2:
             return None
-        from ..stats import mean_interval
+        from ..analysis.stats import mean_interval
 
         _, low, high = mean_interval(self.scores, method="t")
         return max(0.0, low), min(1.0, high)
@@ -161,7 +161,7 @@ class RunSummary:
     # -- decided at the end of the run, before any report renders
     #: the pass-rate gates (``--llm-min-pass-rate``) checked against this run
     gate_results: list[GateResult] = field(default_factory=list)
-    #: the comparison with ``--llm-baseline`` (a :class:`~pytest_llmjudge.regression.Comparison`)
+    #: the comparison with ``--llm-baseline`` (a :class:`~pytest_llmjudge.analysis.regression.Comparison`)
     comparison: Any = None
     #: judge prices (``llm_prices``), for the cost figures
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)

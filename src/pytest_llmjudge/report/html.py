@@ -3,7 +3,7 @@
 :func:`render_html` gives per-metric score histograms, pass rates with their Wilson interval
 and mean scores with their t interval; a table of every case that sorts on a header click and
 filters by text, metric, failures and unstable cases; and, given a
-:class:`~pytest_llmjudge.regression.Comparison`, the per-metric difference with its interval
+:class:`~pytest_llmjudge.analysis.regression.Comparison`, the per-metric difference with its interval
 and the flipped cases.
 
 The table's state lives in the URL fragment, e.g. ``report.html#filter=paris&metric=correctness
@@ -25,11 +25,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from ..stats import straddles
+from ..analysis.stats import straddles
 from .collect import MetricSummary, RunSummary
 
 if TYPE_CHECKING:
-    from ..regression import Comparison, MetricComparison
+    from ..analysis.regression import Comparison, MetricComparison
     from .groups import GroupRow
 
 __all__ = ["render_html"]

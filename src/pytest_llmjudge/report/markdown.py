@@ -14,7 +14,7 @@ from .collect import GateResult, RunSummary
 from .usage import Prices
 
 if TYPE_CHECKING:
-    from ..regression import Comparison
+    from ..analysis.regression import Comparison
 
 MAX_FAILURES = 10
 REASON_CHARS = 300

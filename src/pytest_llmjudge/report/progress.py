@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from .collect import RunSummary
 
 if TYPE_CHECKING:
-    from ..run_plugin import LLMJudgeRun
+    from ..run.run_plugin import LLMJudgeRun
 
 AFTER_S = 5.0
 EVERY_S = 5.0

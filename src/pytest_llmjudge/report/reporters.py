@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from .collect import RunSummary
 
 if TYPE_CHECKING:
-    from ..run_plugin import LLMJudgeRun
+    from ..run.run_plugin import LLMJudgeRun
 
 
 @runtime_checkable
@@ -67,7 +67,7 @@ class BaselineReport(_FileReport):
     def finish(self, summary: RunSummary) -> None:
         if self.target is None or not summary.records:
             return
-        from ..regression import save_baseline
+        from ..analysis.regression import save_baseline
 
         save_baseline(self.target, summary.records, summary.settings)
         summary.notes.append(f"baseline saved to {self.target}")

@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..datasets.tables import TableError, csv_line, decode_utf8, parse_csv, parse_jsonl, to_frame
+from ..judging.verdict import Verdict
 from ..secrets import redact
-from ..tables import TableError, csv_line, decode_utf8, parse_csv, parse_jsonl, to_frame
-from ..verdict import Verdict
 from .texts import TEXT_FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
     import pytest
 
-    from ..settings import Settings
+    from ..run.settings import Settings
 
 COLUMNS = (
     "run_id", "timestamp", "test_id", "metric", "score", "raw_score", "argmax_score", "scale_min",
@@ -254,13 +254,13 @@ def read_results(path: Path | str, *, run_records: bool = False) -> pd.DataFrame
     CSV file's values are typed by pandas as ``pandas.read_csv`` types them (an empty cell is
     NaN). A baseline's cases give ``test_id``, ``metric``, ``score``, ``samples``, ``passed``,
     ``threshold``, ``error``, the texts and ``case.<column>``. Raises
-    :class:`~pytest_llmjudge.regression.BaselineError` (one line, naming the file) when the file
+    :class:`~pytest_llmjudge.analysis.regression.BaselineError` (one line, naming the file) when the file
     cannot be read.
     """
     import pandas as pd
 
+    from ..analysis.regression import load_baseline
     from ..errors import BaselineError
-    from ..regression import load_baseline
 
     path = Path(path)
     if path.suffix.lower() == ".json":

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..judge_agreement import low_agreement_warning
+from ..analysis.judge_agreement import low_agreement_warning
 from .collect import GateResult, RunSummary
 from .groups import terminal_lines as group_lines
 from .usage import Prices
 
 if TYPE_CHECKING:
-    from ..regression import Comparison
+    from ..analysis.regression import Comparison
 
 MAX_FAILURES_SHOWN = 10
 REASON_WIDTH = 160

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, create_model
 
-from ..evaluation import evaluate
 from ..judges.base import Sampling
+from ..judging.evaluation import evaluate
 from ..metrics.base import MaxChars, Metric, MetricInputs
 from . import CLIError
 from .common import (

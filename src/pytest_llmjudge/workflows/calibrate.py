@@ -13,10 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import agreement, stats
+from ..analysis import agreement, stats
 from ..datasets import content_text
 from ..errors import ConfigError
-from ..evaluation import evaluate
+from ..judging.evaluation import evaluate
 from ..metrics import AnyMetric, CheckMetric, Metric, MetricInputs, get_metric
 from . import CLIError
 from .common import (

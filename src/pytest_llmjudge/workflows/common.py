@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..cache import VerdictCache
 from ..errors import CLIError, ConfigError
 from ..judges import Judge, default_judge_spec, judge_options, make_judge
+from ..judging.cache import VerdictCache
 
 
 def build_judge(args: argparse.Namespace) -> Judge:

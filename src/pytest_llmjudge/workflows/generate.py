@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..cache import VerdictCache
 from ..datasets import content_text
 from ..judges.base import Judge, JudgeRequest, Message, Sampling
+from ..judging.cache import VerdictCache
+from ..judging.verdict import Verdict
 from ..metrics.base import Metric
-from ..verdict import Verdict
 from . import CLIError
 from .common import (
     build_cache,

@@ -60,7 +60,7 @@ def _require_text(judge: Judge, text: str | None) -> str:
 
 
 def _json_text(judge: Judge, messages: list[Message], sampling: Sampling) -> Generated:
-    from ..evaluation import parse_reply
+    from ..judging.evaluation import parse_reply
 
     asked = [dict(m) for m in messages]
     note = 'Write your reply as the "answer" string of a JSON object.'

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..datasets import Case, build_cases, read_rows
-from ..tables import FORMATS as TABLE_FORMATS, TableError, cell, csv_line, parse_rows
+from ..datasets.tables import FORMATS as TABLE_FORMATS, TableError, cell, csv_line, parse_rows
 from . import CLIError
 
 __all__ = [

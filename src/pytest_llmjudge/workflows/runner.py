@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
-from ..executor import DaemonExecutor
+from ..run.executor import DaemonExecutor
 from ..secrets import redact
 from .io import ERROR_COLUMN, ResumePlan, RowWriter, Unit
 from .progress import Progress

@@ -12,7 +12,7 @@
   raters over ordered categories (Cohen's kappa).
 * :func:`roc_auc` — area under the ROC curve of scores against binary labels (Mann-Whitney U).
 
-What these figures mean for a judge against human labels is :mod:`pytest_llmjudge.agreement`.
+What these figures mean for a judge against human labels is :mod:`pytest_llmjudge.analysis.agreement`.
 
 The t quantile is not a table lookup or a truncated series: :func:`t_cdf` evaluates the
 regularized incomplete beta function by its continued fraction (Lentz's method, relative

@@ -10,23 +10,23 @@ from typing import Any, TypeVar
 
 import pytest
 
-from .errors import ConfigError, JudgeError
-from .evaluation import evaluate
+from ..errors import ConfigError, JudgeError
+from ..judges import Judge, Sampling, default_judge_spec
+from ..judges.retry import EndpointGate, EndpointGates
+from ..judging.evaluation import evaluate
+from ..judging.repeats import RepeatPlan, add_noise_samples, judge_repeated
+from ..judging.verdict import Verdict
+from ..metrics.base import AnyMetric, MetricInputs
+from ..report.results_file import ResultsWriter
 from .executor import DaemonExecutor
-from .judges import Judge, Sampling, default_judge_spec
-from .judges.retry import EndpointGate, EndpointGates
-from .metrics.base import AnyMetric, MetricInputs
-from .repeats import RepeatPlan, add_noise_samples, judge_repeated
-from .report.results_file import ResultsWriter
 from .settings import Settings
-from .verdict import Verdict
 
 T = TypeVar("T")
 
 
 class LLMJudgeSession:
     """Built once per pytest process in ``pytest_configure``; owned by the run's plugin object
-    (:class:`~pytest_llmjudge.run_plugin.LLMJudgeRun`)."""
+    (:class:`~pytest_llmjudge.run.run_plugin.LLMJudgeRun`)."""
 
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -151,6 +151,6 @@ def _run_id(config: pytest.Config) -> str:
 def _open_cache(settings: Settings) -> Any:
     if settings.cache_mode == "off":
         return None
-    from .cache import VerdictCache
+    from ..judging.cache import VerdictCache
 
     return VerdictCache(settings.cache_dir, mode=settings.cache_mode)

@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
+from ..errors import DatasetError, LLMJudgeError
+from ..heap import freeze_if_pending
+from ..judges import Judge, judge_options, make_judge
+from ..report import junit
+from ..report.collect import RunSummary
+from ..report.reporters import BUILTIN_REPORTERS, Reporter, TerminalReport
 from .assertion import entries_key, item_entries
 from .concurrent_cases import ConcurrentCases
-from .errors import DatasetError, LLMJudgeError
-from .heap import freeze_if_pending
-from .judges import Judge, judge_options, make_judge
-from .report import junit
-from .report.collect import RunSummary
-from .report.reporters import BUILTIN_REPORTERS, Reporter, TerminalReport
 from .session import LLMJudgeSession
 from .settings import Settings, check_output_paths, separate_path_argument_warnings
 
@@ -68,12 +68,12 @@ class LLMJudgeRun:
         config = self.config
         config.pluginmanager.register(self.cases, CASES_PLUGIN)
         if not self.is_worker:
-            from .report import pytest_html
+            from ..report import pytest_html
 
             pytest_html.register(config)
             self._start_reporters()
             if self.settings.baseline is not None:
-                from .regression import load_baseline
+                from ..analysis.regression import load_baseline
 
                 try:  # a bad baseline is a usage error now, not a surprise after the run
                     self.baseline = load_baseline(self.settings.baseline)
@@ -132,7 +132,7 @@ class LLMJudgeRun:
         marker = metafunc.definition.get_closest_marker("llm_dataset")
         if marker is None:
             return
-        from .datasets import load_cases
+        from ..datasets import load_cases
 
         if "case" not in metafunc.fixturenames:
             raise pytest.Collector.CollectError(
@@ -156,7 +156,7 @@ class LLMJudgeRun:
             cases = load_cases(marker.args[0], base_dir=metafunc.definition.path.parent, **options)
         except DatasetError as exc:
             raise pytest.Collector.CollectError(str(exc)) from None
-        from .report.texts import check_group_by
+        from ..report.texts import check_group_by
 
         problem = check_group_by(marker.kwargs.get("group_by"), cases)
         if problem:
@@ -167,7 +167,7 @@ class LLMJudgeRun:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """The default judge is checked (every conftest is loaded now); the results file's CSV
         header names every dataset column of the collected tests."""
-        from .report.texts import case_columns
+        from ..report.texts import case_columns
 
         if not self.is_worker:  # xdist workers: the controller checked at session start
             self._check_default_judge(session.items)
@@ -251,7 +251,7 @@ class LLMJudgeRun:
         if any(not gate.ok for gate in summary.gate_results) and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.baseline is not None:
-            from .regression import compare
+            from ..analysis.regression import compare
 
             summary.comparison = compare(self.baseline, summary.records, tolerance=self.settings.regression_tolerance,
                                          group_by=summary.group_columns())
@@ -313,7 +313,7 @@ class LLMJudgeRun:
         """Resolve the default judge's spec and model once, before any test runs, without loading
         the model: a problem is one usage error with the fix. An explicit ``--llm-judge`` is
         always checked; the implicit default only when a collected test judges (``items``)."""
-        from .judges.spec import spec_problem
+        from ..judges.spec import spec_problem
 
         settings = self.settings
         explicit = settings.judge is not None
@@ -336,7 +336,7 @@ class LLMJudgeRun:
 
     def _preflight(self) -> None:
         """Grade the labelled preflight set; stop the session when the judge disagrees too often."""
-        from .preflight import run_preflight
+        from ..analysis.preflight import run_preflight
 
         settings = self.settings
         assert settings.preflight is not None

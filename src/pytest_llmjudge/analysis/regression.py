@@ -30,9 +30,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import BaselineError
+from ..datasets.tables import TableError, parse_csv, parse_jsonl
+from ..errors import BaselineError
 from .stats import paired_bootstrap_diff, wilcoxon_signed_rank
-from .tables import TableError, parse_csv, parse_jsonl
 
 FORMAT = "pytest-llmjudge-baseline"
 VERSION = 1
@@ -571,14 +571,14 @@ def _p_text(p: float | None) -> str:
 
 def _md_cell(text: str) -> str:
     """Text safe inside a markdown table cell: no pipes, newlines, HTML, links or mentions."""
-    from .report.markdown import md_cell
+    from ..report.markdown import md_cell
 
     return md_cell(text)
 
 
 def _md_code(text: str) -> str:
     """An inline code span that survives backticks and pipes in the text."""
-    from .report.markdown import md_code
+    from ..report.markdown import md_code
 
     return md_code(text)
 

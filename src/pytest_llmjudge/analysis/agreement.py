@@ -1,12 +1,12 @@
 """How well a judge agrees with human labels: shared by the preflight (``--llm-preflight``)
-and ``llmjudge calibrate``, on top of the statistics in :mod:`pytest_llmjudge.stats`.
+and ``llmjudge calibrate``, on top of the statistics in :mod:`pytest_llmjudge.analysis.stats`.
 
 * :func:`pass_fail_word` — the words a label may use for pass and fail;
 * :func:`label_agrees` — the preflight's rule for one labelled case;
 * :func:`category`, :func:`interpret_kappa` — scores as rubric levels for kappa, and its reading;
 * :func:`binary_agreement` — pass/fail agreement at a threshold, counted both ways.
 
-The weak-judge warning built from measured figures is :mod:`pytest_llmjudge.judge_agreement`.
+The weak-judge warning built from measured figures is :mod:`pytest_llmjudge.analysis.judge_agreement`.
 """
 
 from __future__ import annotations

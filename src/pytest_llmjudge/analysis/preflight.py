@@ -4,7 +4,7 @@ Each row is graded like a test case (``input``, ``output``/``answer``, ``expecte
 ``context``, ``criteria``; ``metric`` per row, default correctness) and carries the human
 judgement: ``label`` (pass/fail, true/false, yes/no, 1/0) or ``expected_score`` (0-1, or on
 the metric's own scale when above 1). The judge agrees with a row as
-:func:`pytest_llmjudge.agreement.label_agrees` says: its pass/fail matches the label, or its
+:func:`pytest_llmjudge.analysis.agreement.label_agrees` says: its pass/fail matches the label, or its
 score is within ``SCORE_TOLERANCE`` of the expected score.
 """
 
@@ -13,14 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..datasets import Case, load_cases
+from ..errors import ConfigError, DatasetError, JudgeError
+from ..judges.base import Judge
+from ..judging.evaluation import evaluate
+from ..metrics import get_metric
+from ..metrics.base import Metric, MetricInputs
+from ..run.executor import DaemonExecutor
 from .agreement import SCORE_TOLERANCE, label_agrees, pass_fail_word
-from .datasets import Case, load_cases
-from .errors import ConfigError, DatasetError, JudgeError
-from .evaluation import evaluate
-from .executor import DaemonExecutor
-from .judges.base import Judge
-from .metrics import get_metric
-from .metrics.base import Metric, MetricInputs
 
 __all__ = ["SCORE_TOLERANCE", "PreflightCase", "PreflightResult", "run_preflight"]
 #: a label may also be 1 or 0 here (calibrate reads digits as grades)

@@ -2,7 +2,7 @@
 
 Rules, for every format:
 
-* ``.csv``: read with pandas (through :mod:`pytest_llmjudge.tables`, imported on first use),
+* ``.csv``: read with pandas (through :mod:`pytest_llmjudge.datasets.tables`, imported on first use),
   every value a string; an empty cell is ``""``. The first non-blank line is the header;
   blank lines are skipped. Every row has as many fields as the header: a missing or an extra
   field is an error. A ``messages`` column holding a JSON string is decoded (see chat form
@@ -41,7 +41,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import DatasetError
+from ..errors import DatasetError
 from .tables import FORMATS, TableError, TableRow, decode_utf8, kind_of, parse_csv, parse_json, parse_jsonl
 
 if TYPE_CHECKING:

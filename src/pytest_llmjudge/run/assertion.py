@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from .errors import ConfigError, JudgeError, LLMScoreError
-from .evaluation import context_argument, text_argument
-from .judges.base import Judge
-from .metrics import get_metric
-from .metrics.base import AnyMetric, CheckMetric, MetricInputs
-from .report.texts import item_texts
-from .secrets import redact
+from ..errors import ConfigError, JudgeError, LLMScoreError
+from ..judges.base import Judge
+from ..judging.evaluation import context_argument, text_argument
+from ..judging.verdict import Verdict
+from ..metrics import get_metric
+from ..metrics.base import AnyMetric, CheckMetric, MetricInputs
+from ..report.texts import item_texts
+from ..secrets import redact
 from .session import LLMJudgeSession
-from .verdict import Verdict
 
 
 @dataclass

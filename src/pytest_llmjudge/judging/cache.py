@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ReplayMissError
-from .judges.base import Judge, JudgeRequest
-from .metrics.base import Metric
-from .secrets import redact
+from ..errors import ReplayMissError
+from ..judges.base import Judge, JudgeRequest
+from ..metrics.base import Metric
+from ..secrets import redact
 from .verdict import Verdict
 
 T = TypeVar("T")

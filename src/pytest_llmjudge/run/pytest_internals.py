@@ -2,7 +2,7 @@
 
 pytest runs one function item at a time: ``SetupState`` is a stack with room for a single
 item, and a function-scoped ``FixtureDef`` caches one value. Concurrent cases (see
-:mod:`pytest_llmjudge.concurrent_cases`) need each case set up on its own, so this module
+:mod:`pytest_llmjudge.run.concurrent_cases`) need each case set up on its own, so this module
 gives each case private copies of its function-scoped fixture definitions and puts several
 items on the setup stack side by side. Each internal name below says why it is used and the
 pytest versions it was checked on (8.0 and 9.2). Anything missing makes :func:`supported`
@@ -30,7 +30,7 @@ PYTEST_VERSION = tuple(pytest.version_tuple[:2])
 
 #: Plugins whose per-phase hooks keep process-wide state (the current capture buffer, the
 #: current log handler) and therefore cannot run for two cases at once; concurrent cases get
-#: the same per-case sections from :mod:`pytest_llmjudge.case_output` instead. The names are
+#: the same per-case sections from :mod:`pytest_llmjudge.run.case_output` instead. The names are
 #: the ones pytest registers them under (public through ``pluginmanager.getplugin``).
 _PER_PHASE_GLOBAL = ["capturemanager", "logging-plugin"]
 if PYTEST_VERSION < (8, 4):

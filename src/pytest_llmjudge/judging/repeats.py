@@ -11,7 +11,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .judges.base import Sampling
+from ..judges.base import Sampling
 from .verdict import Verdict
 
 #: sample index offset of the noise-floor re-judgements, apart from the repeat samples
@@ -60,7 +60,7 @@ def _settled(scores: list[float], threshold: float, first: Verdict) -> bool:
         spread = distribution_spread(first)
         # one call with logprobs: its own distribution says how sure the judge is
         return spread is not None and abs(scores[0] - threshold) > 2 * spread
-    from .stats import mean_interval
+    from ..analysis.stats import mean_interval
 
     _, low, high = mean_interval(scores, method="t")
     return not (low < threshold <= high) and not (low <= threshold < high)

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from ..judges.retry import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
+from ..judging.cache import CACHE_MODES, DEFAULT_CACHE_DIR
+from ..judging.repeats import RepeatPlan
+from ..report.reporters import REPORT_OPTIONS
+from ..secrets import safe_url
 from .argtypes import non_negative_float, non_negative_int, on_off, positive_float, positive_int, unit_float
-from .cache import CACHE_MODES, DEFAULT_CACHE_DIR
-from .judges.retry import DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_S
-from .repeats import RepeatPlan
-from .report.reporters import REPORT_OPTIONS
-from .secrets import safe_url
 
 
 def parse_pass_rate(value: str) -> tuple[str, float]:

@@ -9,11 +9,11 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
-from .errors import ConfigError, JudgeError
-from .judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
-from .judges.parsing import extract_json_object
-from .metrics.base import AnyMetric, CheckMetric, Metric, MetricInputs, cut_repetition
-from .secrets import redact
+from ..errors import ConfigError, JudgeError
+from ..judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
+from ..judges.parsing import extract_json_object
+from ..metrics.base import AnyMetric, CheckMetric, Metric, MetricInputs, cut_repetition
+from ..secrets import redact
 from .verdict import Verdict
 
 #: a reply that does not validate is retried this many times with the error shown to the judge

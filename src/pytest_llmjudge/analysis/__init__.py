@@ -1,0 +1,1 @@
+"""Statistics over verdicts: intervals, baselines and regressions, judge agreement, preflight."""

@@ -1,0 +1,1 @@
+"""Judging one answer: evaluation, verdicts, repeats and the verdict cache."""
