@@ -279,7 +279,7 @@ def test_ctrl_c_stops_within_a_second_and_keeps_finished_rows(llm: LLMRun, concu
                                                      "results.jsonl", "-p", "no:cacheprovider")]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(args, cwd=llm.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # start-up on a loaded machine; not what is measured
     while not ((llm.path / "results.jsonl").exists() and len(llm.results()) >= 5):
         assert time.monotonic() < deadline, "no verdicts came"
         time.sleep(0.05)
