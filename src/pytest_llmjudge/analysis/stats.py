@@ -1,4 +1,5 @@
-"""Small statistics for judge scores, written out so that the plugin needs no scipy or numpy.
+"""Small statistics for judge scores: the standard library's `statistics` where it has them
+(normal quantiles, Pearson), written out where only scipy has them (Student t, exact Wilcoxon).
 
 * :func:`wilson_interval` — Wilson score interval of a pass rate.
 * :func:`mean_interval` — interval of a mean score: Student t (default) or percentile bootstrap.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import math
 import random
+import statistics
 from collections.abc import Iterable, Sequence
 from statistics import NormalDist
 
@@ -433,20 +435,15 @@ def straddles(samples: Iterable[float], threshold: float) -> bool:
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float | None:
-    """Pearson's correlation coefficient."""
+    """Pearson's correlation coefficient (:func:`statistics.correlation`)."""
     if len(x) != len(y):
         raise ValueError("x and y must have the same length")
-    n = len(x)
-    if n < 2:
+    if len(x) < 2:
         return None
-    mx, my = sum(x) / n, sum(y) / n
-    dx = [v - mx for v in x]
-    dy = [v - my for v in y]
-    sxx = sum(d * d for d in dx)
-    syy = sum(d * d for d in dy)
-    if sxx <= 0 or syy <= 0:
+    try:
+        r = statistics.correlation(x, y)
+    except statistics.StatisticsError:  # a constant series
         return None
-    r = sum(a * b for a, b in zip(dx, dy)) / math.sqrt(sxx * syy)
     return max(-1.0, min(1.0, r))
 
 
