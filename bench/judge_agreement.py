@@ -20,14 +20,21 @@ built from TruthfulQA and HaluEval (bench/data/NOTICE.md). For every metric and 
 ``--metric`` takes a built-in metric name (judged ones use ``--judge``; checks such as
 ``similarity`` need none) or ``module:attribute`` naming a Metric. Verdicts are not cached unless
 ``--cache-mode rw`` is given, so the time per verdict is the judge's. ``--markdown`` prints the
-table rows the README uses.
+table rows the README uses. ``--save`` writes the figures of judged metrics and checks to the
+package's ``src/pytest_llmjudge/data/judge_agreement.json`` (replacing the records of the same
+judge, metric and set), from which a run's summary says whether its judge is fit to gate on; a
+set whose rows are marked ``"split": "dev"`` (the tuning split) is never saved, nor are metrics
+given as ``module:attribute`` (variants a run does not use; their rows are labelled by that spec).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
 import random
+import shlex
 import statistics
 import sys
 import time
@@ -45,6 +52,8 @@ from pytest_llmjudge.workflows.calibrate import load_metric
 from pytest_llmjudge.workflows.common import build_cache, build_judge, close_quietly
 
 BOOTSTRAP = 2000
+REPO = Path(__file__).resolve().parent.parent
+AGREEMENT_FILE = REPO / "src" / "pytest_llmjudge" / "data" / "judge_agreement.json"
 CONFIDENCE = 0.95
 
 
@@ -168,6 +177,40 @@ def score_rows(metric: AnyMetric, rows: Sequence[Row], judge, cache, concurrency
     return scored, len(errors), wall, errors[:3]
 
 
+def splits_of(path: Path) -> set[str]:
+    """The ``split`` values the rows of a set carry (``dev`` marks the tuning split)."""
+    with path.open(encoding="utf-8") as handle:
+        return {str(json.loads(line).get("split", "")) for line in handle if line.strip()}
+
+
+def save_records(path: Path, results: Sequence[dict], command: str) -> None:
+    """Merge ``results`` into the agreement file at ``path`` (same judge, metric and set: replaced)."""
+    records = json.loads(path.read_text(encoding="utf-8"))["records"] if path.is_file() else []
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+    load = round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
+    fresh = []
+    for r in results:
+        if not r.get("builtin", True) or r["auc"][0] is None or r["pairwise"][0] is None:
+            continue  # a variant (module:attribute) is not what a run uses: printed, never saved
+        fresh.append({
+            "judge": r["judge"], "metric": r["metric_name"], "dataset": r["set"],
+            "auc": round(r["auc"][0], 4), "auc_interval": _interval(r["auc"]),
+            "pairwise": round(r["pairwise"][0], 4), "pairwise_interval": _interval(r["pairwise"]),
+            "spearman": None if r["spearman"][0] is None else round(r["spearman"][0], 4),
+            "verdicts": r["n"], "invalid": r["invalid"], "s_per_verdict": round(r["s_per_verdict"], 3),
+            "load_average": load, "command": command, "date": date,
+        })
+    keys = {(f["judge"], f["metric"], f["dataset"]) for f in fresh}
+    kept = [r for r in records if (r.get("judge"), r.get("metric"), r.get("dataset")) not in keys]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"about": "written by bench/judge_agreement.py --save; do not edit by hand",
+                                "records": kept + fresh}, indent=1) + "\n", encoding="utf-8")
+
+
+def _interval(triple: tuple[float | None, float | None, float | None]) -> list[float] | None:
+    return None if triple[1] is None or triple[2] is None else [round(triple[1], 4), round(triple[2], 4)]
+
+
 def fmt(triple: tuple[float | None, float | None, float | None]) -> str:
     value, low, high = triple
     if value is None:
@@ -185,22 +228,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N questions of each set")
     parser.add_argument("--threshold", type=float, default=0.5, help="pass threshold for kappa (default: 0.5)")
     parser.add_argument("--markdown", action="store_true", help="print README table rows too")
+    parser.add_argument("--save", nargs="?", const=AGREEMENT_FILE, type=Path, metavar="FILE",
+                        help="merge the figures into FILE (default: the package's data/judge_agreement.json)")
     add_model_options(parser)
     parser.set_defaults(cache_mode="off")
     args = parser.parse_args(argv)
-    metrics = [load_metric(name) for name in (args.metric or ["correctness"])]
+    specs = args.metric or ["correctness"]
+    metrics = [load_metric(name) for name in specs]
+    if args.save:
+        tuning = [str(p) for p in args.sets if "dev" in splits_of(p)]
+        if tuning:
+            parser.error(f"--save: {', '.join(tuning)} is a tuning (dev) split; save held-out figures only")
     judge = build_judge(args) if any(m.needs_judge for m in metrics) else None
     cache = build_cache(args)
     table = []
     try:
         for path in args.sets:
             rows = load_rows(path, args.limit)
-            for metric in metrics:
+            for spec, metric in zip(specs, metrics):
                 scored, errors, wall, messages = score_rows(metric, rows, judge, cache, args.concurrency,
                                                             args.threshold)
-                who = f"{metric.name} ({judge.name})" if metric.needs_judge and judge else metric.name
+                who = f"{spec} ({judge.name})" if metric.needs_judge and judge else spec
                 result = {
-                    "set": path.stem, "metric": who, "n": len(rows), "invalid": errors,
+                    "set": path.stem, "metric": who, "metric_name": metric.name, "builtin": ":" not in spec,
+                    "judge": judge.name if metric.needs_judge and judge else None, "n": len(rows), "invalid": errors,
                     "auc": bootstrap(scored, roc_auc), "pairwise": bootstrap(scored, pairwise_accuracy),
                     "spearman": bootstrap(scored, spearman), "kappa": bootstrap(scored, kappa_at(args.threshold)),
                     "s_per_verdict": wall / max(1, len(rows)),
@@ -213,6 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"    error: {message[:200]}")
     finally:
         close_quietly(cache, judge)
+    if args.save:
+        command = "python bench/judge_agreement.py " + shlex.join(sys.argv[1:] if argv is None else argv)
+        save_records(args.save, table, command)
+        print(f"figures saved to {args.save}")
     if args.markdown:
         print("\n| set | metric (judge) | verdicts | invalid | ROC AUC [95% CI] | pairwise acc. [95% CI] "
               "| Spearman [95% CI] | s/verdict |")

@@ -60,3 +60,23 @@ def test_sets_pair_one_right_and_one_wrong_answer_and_do_not_overlap() -> None:
         assert all(sorted(labels) == [0, 1] for labels in pairs.values()), name
         questions[name] = {row["input"] for row in items}
     assert not questions["truthfulqa_dev.jsonl"] & questions["truthfulqa_test.jsonl"]
+
+
+def test_save_merges_held_out_figures_and_refuses_the_dev_split(bench, tmp_path: Path) -> None:
+    from pytest_llmjudge.analysis.judge_agreement import load_measured
+
+    def result(judge, metric, auc):
+        return {"set": "truthfulqa_test", "metric_name": metric, "judge": judge, "n": 10, "invalid": 0,
+                "auc": (auc, auc - 0.1, auc + 0.1), "pairwise": (0.6, 0.5, 0.7), "spearman": (0.1, 0.0, 0.2),
+                "s_per_verdict": 1.0}
+
+    path = tmp_path / "agreement.json"
+    bench.save_records(path, [result("local:a", "correctness", 0.55), result(None, "similarity", 0.4)], "cmd 1")
+    variant = {**result("local:a", "correctness", 0.2), "builtin": False}  # correctness_variants:compact
+    bench.save_records(path, [result("local:a", "correctness", 0.66), variant], "cmd 2")
+    saved = json.loads(path.read_text())["records"]
+    assert sorted((r["judge"] or "", r["command"]) for r in saved) == [("", "cmd 1"), ("local:a", "cmd 2")]
+    (measured,) = load_measured(path)
+    assert (measured.auc, measured.auc_interval, measured.dataset) == (0.66, (0.56, 0.76), "truthfulqa_test")
+    with pytest.raises(SystemExit):
+        bench.main([str(DATA / "truthfulqa_dev.jsonl"), "--metric", "exact", "--save", str(path)])

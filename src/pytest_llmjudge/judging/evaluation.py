@@ -13,6 +13,7 @@ from ..errors import ConfigError, JudgeError
 from ..judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
 from ..judges.parsing import extract_json_object
 from ..metrics.base import AnyMetric, CheckMetric, Metric, MetricInputs, cut_repetition
+from ..metrics.likelihood import LikelihoodModel, likelihood_model
 from ..secrets import redact
 from .verdict import Verdict
 
@@ -194,6 +195,10 @@ def evaluate(
         return run_check(metric, inputs, threshold)
     if judge is None:
         raise JudgeError(f"metric {metric.name} needs a judge and none is configured", metric=metric.name)
+    if metric.likelihood is not None and judge.name.startswith("local:"):
+        model = likelihood_model(judge)
+        if model is not None:
+            return likelihood_verdict(metric, model, inputs, judge, threshold=threshold, cache=cache)
     metric = metric.for_judge(judge.name)
     request = build_request(metric, inputs, sampling, sample_index)
     key = None
@@ -205,6 +210,32 @@ def evaluate(
     parsed, response, calls = judge_once(judge, metric, request)
     verdict = verdict_from_reply(metric, parsed, response, judge_name=judge.name, threshold=threshold)
     verdict.judge_calls = calls
+    if cache is not None and key is not None:
+        cache.put(key, verdict)
+    return verdict
+
+
+def likelihood_verdict(metric: Metric, model: LikelihoodModel, inputs: MetricInputs, judge: Judge, *,
+                       threshold: float, cache: Any = None) -> Verdict:
+    """A verdict scored from ``model``'s likelihoods (:mod:`.metrics.likelihood`); deterministic, so
+    every sample of it is the same and it is cached like a reply."""
+    form = metric.likelihood
+    metric.check_inputs(inputs)
+    key = None
+    if cache is not None:
+        # the request a reply-judge would get, under the likelihood form's own fingerprint
+        request = build_request(metric.for_judge(judge.name), inputs)
+        key = cache.key(judge, form, request)
+        hit = cache.get(key, threshold)
+        if hit is not None:
+            return hit
+    started = time.perf_counter()
+    score, reason, details = form.score(model, inputs)
+    verdict = Verdict(
+        metric=metric.name, score=score, raw_score=score, reason=reason, threshold=threshold,
+        passed=score >= threshold, judge=judge.name, latency_s=time.perf_counter() - started, details=details,
+        judge_calls=1,
+    )
     if cache is not None and key is not None:
         cache.put(key, verdict)
     return verdict

@@ -144,6 +144,8 @@ class Metric:
     version: str = "1"
     #: the form sent to the embedded (small, local) judges, when it differs: see :meth:`for_judge`
     compact: Metric | None = None
+    #: scored from a local model's likelihoods instead of a reply, when the judge can (see :mod:`.likelihood`)
+    likelihood: Any | None = None
     #: cut each placeholder's text to this many characters (ending in "…") before it is sent
     max_chars: int | None = None
 

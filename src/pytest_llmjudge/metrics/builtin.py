@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel
 
 from .base import MaxChars, MaxItems, Metric
+from .likelihood import ReferenceGain
 
 # Bounds keep verdicts short: a constrained small judge cannot ramble past them, and a remote
 # judge's longer text is truncated, not rejected.
@@ -30,9 +31,11 @@ def _same_fact_reason(verdict: SameFactVerdict) -> str:
             "fact as the REFERENCE; the score is its probability of yes")
 
 
-# What the local (small CPU) judges are asked instead of the rubric: one yes/no question, one
-# token, scored by the probability of "1". On the TruthfulQA dev split it did no worse than the
-# rubric-with-reason form and is several times faster (README, "How good is the judge?").
+# What a local judge that cannot give likelihoods (no loaded model, e.g. a fake one) is asked
+# instead of the rubric: one yes/no question, one token, scored by the probability of "1". A
+# local judge with its model scores correctness from likelihoods instead (``likelihood`` below,
+# .likelihood): on the TruthfulQA dev split the yes/no form was no better than a coin, the
+# likelihood form was (README, "How good is the judge?").
 CORRECTNESS_COMPACT = Metric(
     name="correctness",
     prompt=(
@@ -68,6 +71,7 @@ CORRECTNESS = Metric(
     requires=("expected",),
     score_field="score",
     compact=CORRECTNESS_COMPACT,
+    likelihood=ReferenceGain("correctness"),
 )
 
 
