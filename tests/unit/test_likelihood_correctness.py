@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_llmjudge.judges import FakeJudge
 from pytest_llmjudge.judging import evaluation
 from pytest_llmjudge.judging.cache import VerdictCache
 from pytest_llmjudge.judging.evaluation import evaluate
-from pytest_llmjudge.judges import FakeJudge
 from pytest_llmjudge.metrics import MetricInputs
 from pytest_llmjudge.metrics.builtin import CORRECTNESS, CORRECTNESS_COMPACT
 from pytest_llmjudge.metrics.likelihood import BRIDGE, ReferenceGain, likelihood_model

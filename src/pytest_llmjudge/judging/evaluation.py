@@ -13,7 +13,7 @@ from ..errors import ConfigError, JudgeError
 from ..judges.base import Judge, JudgeRequest, JudgeResponse, Sampling
 from ..judges.parsing import extract_json_object
 from ..metrics.base import AnyMetric, CheckMetric, Metric, MetricInputs, cut_repetition
-from ..metrics.likelihood import LikelihoodModel, likelihood_model
+from ..metrics.likelihood import LikelihoodModel, ReferenceGain, likelihood_model
 from ..secrets import redact
 from .verdict import Verdict
 
@@ -198,7 +198,8 @@ def evaluate(
     if metric.likelihood is not None and judge.name.startswith("local:"):
         model = likelihood_model(judge)
         if model is not None:
-            return likelihood_verdict(metric, model, inputs, judge, threshold=threshold, cache=cache)
+            return likelihood_verdict(metric, metric.likelihood, model, inputs, judge, threshold=threshold,
+                                      cache=cache)
     metric = metric.for_judge(judge.name)
     request = build_request(metric, inputs, sampling, sample_index)
     key = None
@@ -215,11 +216,10 @@ def evaluate(
     return verdict
 
 
-def likelihood_verdict(metric: Metric, model: LikelihoodModel, inputs: MetricInputs, judge: Judge, *,
-                       threshold: float, cache: Any = None) -> Verdict:
-    """A verdict scored from ``model``'s likelihoods (:mod:`.metrics.likelihood`); deterministic, so
-    every sample of it is the same and it is cached like a reply."""
-    form = metric.likelihood
+def likelihood_verdict(metric: Metric, form: ReferenceGain, model: LikelihoodModel, inputs: MetricInputs,
+                       judge: Judge, *, threshold: float, cache: Any = None) -> Verdict:
+    """``metric``'s verdict scored by its likelihood ``form`` from ``model`` (:mod:`..metrics.likelihood`);
+    deterministic, so every sample of it is the same, and cached like a reply."""
     metric.check_inputs(inputs)
     key = None
     if cache is not None:

@@ -8,7 +8,7 @@ import json
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
@@ -17,6 +17,9 @@ from pydantic_core import CoreSchema, core_schema
 from ..errors import ConfigError
 from ..judges.base import Message
 from .fencing import FENCE_NOTICE, fenced_values
+
+if TYPE_CHECKING:
+    from .likelihood import ReferenceGain
 
 DEFAULT_SYSTEM = (
     "You are a strict, fair evaluator of answers produced by an AI application. "
@@ -145,7 +148,7 @@ class Metric:
     #: the form sent to the embedded (small, local) judges, when it differs: see :meth:`for_judge`
     compact: Metric | None = None
     #: scored from a local model's likelihoods instead of a reply, when the judge can (see :mod:`.likelihood`)
-    likelihood: Any | None = None
+    likelihood: ReferenceGain | None = None
     #: cut each placeholder's text to this many characters (ending in "…") before it is sent
     max_chars: int | None = None
 
