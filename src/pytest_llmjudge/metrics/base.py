@@ -175,8 +175,11 @@ class Metric:
     def for_judge(self, judge_name: str) -> Metric:
         """The form of this metric for a judge: ``compact`` for ``local:`` judges, else itself.
 
-        Small CPU models grade better with a short yes/no question scored by the probability of
-        "yes" than with a rubric and a reason (bench/judge_agreement.py measures both).
+        A small CPU model's rubric reply rambles; a short yes/no question scored by the
+        probability of "yes" is faster and no worse. A metric with a ``likelihood`` form (the
+        built-in correctness) is scored from the local model's likelihoods instead when the judge
+        exposes its model (:func:`pytest_llmjudge.judging.evaluation.evaluate`), which measured
+        better than either (bench/judge_agreement.py, README "How good is the judge?").
         """
         if self.compact is not None and judge_name.startswith("local:"):
             return self.compact
