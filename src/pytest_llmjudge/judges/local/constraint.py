@@ -1,12 +1,21 @@
-"""Schema-constrained decoding: lm-format-enforcer's public ``TokenEnforcer`` behind a transformers ``LogitsProcessor``.
+"""Schema-constrained decoding: lm-format-enforcer's public ``TokenEnforcer``, one per batch row.
 
 Every batch row has its own :class:`RowState`: a ``TokenEnforcer`` over a ``JsonSchemaParser``
-(fields in schema order) or none (free text). At each step :class:`ConstrainedLogits` masks each
-row's scores to the tokens that keep its JSON valid; a row whose JSON object is complete may only
-stop. Rows with a score field record the pre-mask logits of their score-vocabulary tokens, from
-which :mod:`.scoring` computes the score distribution. Sampling (temperature, top-p, a seed) is
-done here too, with the processor's own ``torch.Generator``, so ``generate()`` itself runs greedy
-and the process's global random state is never touched.
+(fields in schema order) or none (free text). At each step :class:`Constrainer` masks each row's
+next-token scores to the tokens that keep its JSON valid; a row whose JSON object is complete may
+only stop. Rows with a score field record the pre-mask logits of their score-vocabulary tokens,
+from which :mod:`.scoring` computes the score distribution.
+
+Cost per token: the enforcer returns a Python list of allowed ids (inside a JSON string, nearly
+the whole vocabulary). Turning that list into a tensor every step cost more than the enforcer
+itself, so :class:`MaskCache` keeps one boolean mask per distinct allowed list: a list is looked up
+by (length, first, last id) and confirmed by comparing it with the cached copy (a C-level list
+comparison), so a hit is exact and costs microseconds.
+
+Closing in time: when a row has ``reserve`` tokens left of its budget, it is steered to close its
+JSON: where a token that starts with ``"``, ``}`` or ``]`` (closing the string, object or array) is
+allowed, only those are; otherwise tokens that are only whitespace are dropped. The reason is cut
+short, but the verdict is complete and validates.
 
 The tokenizer tables are built here against lm-format-enforcer's public
 ``TokenEnforcerTokenizerData`` instead of its transformers integration module, which imports
@@ -15,9 +24,14 @@ transformers internals that moved in 5.x.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -58,8 +72,8 @@ class TokenizerTables:
     decode: Callable[[list[int]], str]
 
 
-def build_tokenizer_tables(enforcer: Enforcer, tokenizer: Any, stop_ids: list[int], vocab_size: int) -> TokenizerTables:
-    """lm-format-enforcer's ``TokenEnforcerTokenizerData`` for ``tokenizer``.
+def regular_tokens(tokenizer: Any, stop_ids: list[int], vocab_size: int) -> list[tuple[int, str, bool]]:
+    """``(id, text, starts a word)`` of every regular token, as ``TokenEnforcerTokenizerData`` takes them.
 
     Unlike lm-format-enforcer's own transformers integration this leaves out every added special
     token (a GGUF-converted tokenizer may not list ``<|im_end|>`` among its special ids, and a
@@ -78,12 +92,58 @@ def build_tokenizer_tables(enforcer: Enforcer, tokenizer: Any, stop_ids: list[in
     else:
         with_zero = [tokenizer.decode([zero, i], clean_up_tokenization_spaces=False) for i in ids]
         alone = [tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in ids]
-    regular = []
-    strings: dict[int, str] = {}
-    for i, after_zero, single in zip(ids, with_zero, alone):
-        text = after_zero[1:]
-        regular.append((i, text, len(text) > len(single)))
-        strings[i] = text
+    return [(i, after_zero[1:], len(after_zero) - 1 > len(single))
+            for i, after_zero, single in zip(ids, with_zero, alone)]
+
+
+#: bump when :func:`regular_tokens` changes what it computes
+_TOKENS_FORMAT = "1"
+
+
+def _tokens_cache_file(tokenizer: Any, stop_ids: list[int], vocab_size: int, cache_dir: Path) -> Path | None:
+    """Where the regular-token table of a tokenizer read from a ``tokenizer.json`` is kept."""
+    folder = Path(str(getattr(tokenizer, "name_or_path", "") or ""))
+    files = [folder / "tokenizer.json", folder / "tokenizer_config.json"]
+    if not files[0].is_file():
+        return None
+    digest = hashlib.sha256(f"{_TOKENS_FORMAT}|{stop_ids}|{vocab_size}|{len(tokenizer)}".encode())
+    for path in files:
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return cache_dir / "tokens" / f"{digest.hexdigest()[:16]}.json"
+
+
+def cached_regular_tokens(tokenizer: Any, stop_ids: list[int], vocab_size: int,
+                          cache_dir: Path | None) -> list[tuple[int, str, bool]]:
+    """:func:`regular_tokens`, kept in ``cache_dir`` for tokenizers read from a ``tokenizer.json``.
+
+    The table costs ~1 s to compute (100k decodes) and ~30 ms to read back.
+    """
+    path = _tokens_cache_file(tokenizer, stop_ids, vocab_size, cache_dir) if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            return [(int(i), str(text), bool(new)) for i, text, new in rows]
+        except (OSError, ValueError, TypeError):
+            pass  # unreadable: compute it again and overwrite
+    table = regular_tokens(tokenizer, stop_ids, vocab_size)
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
+                                             prefix=f".{path.name}.") as tmp:
+                json.dump(table, tmp, ensure_ascii=False)
+            os.replace(tmp.name, path)
+        except OSError:
+            pass  # a read-only cache: compute it every time
+    return table
+
+
+def build_tokenizer_tables(enforcer: Enforcer, tokenizer: Any, stop_ids: list[int], vocab_size: int,
+                           cache_dir: Path | None = None) -> TokenizerTables:
+    """lm-format-enforcer's ``TokenEnforcerTokenizerData`` for ``tokenizer`` (see :func:`regular_tokens`)."""
+    regular = cached_regular_tokens(tokenizer, stop_ids, vocab_size, cache_dir)
+    strings = {i: text for i, text, _ in regular}
 
     def decode(tokens: list[int]) -> str:
         return str(tokenizer.decode(tokens, clean_up_tokenization_spaces=False)).rstrip("\ufffd")
@@ -101,19 +161,37 @@ def json_enforcer(enforcer: Enforcer, tables: TokenizerTables, schema_json: dict
     return token_enforcer
 
 
+def json_reserve(schema_json: dict[str, Any], max_new_tokens: int) -> int:
+    """Tokens kept back at the end of the budget to close a reply to ``schema_json``.
+
+    About what closing a string and writing the remaining fields takes (``", "score": 3}``: ~8
+    tokens with SmolLM2's tokenizer), per top-level field, never more than half the budget.
+    """
+    fields = len(schema_json.get("properties") or {}) or 1
+    return min(12 + 8 * fields, max_new_tokens // 2)
+
+
 @dataclass
 class RowState:
-    """One batch row's constraint: its enforcer (None: free text) and its recorded score logits."""
+    """One batch row's constraint: its enforcer (None: free text), budget and recorded score logits."""
 
     enforcer: Any | None
     schema: type[BaseModel] | None = None
+    max_new_tokens: int = 1024
+    #: from this many tokens left on, the row is steered to close its JSON (see the module doc)
+    reserve: int = 0
     #: tokens whose pre-mask logits are recorded at every step (the score vocabulary)
     capture_ids: list[int] = field(default_factory=list)
     capture_index: Any | None = None
     tokens: list[int] = field(default_factory=list)
     #: per step: (pre-mask logits of capture_ids, which were allowed, log-sum-exp over allowed)
     captured: list[tuple[Any, Any, float]] = field(default_factory=list)
-    done: bool = False
+    #: steps at which the row was steered to close its JSON
+    closing_steps: int = 0
+
+    @property
+    def closing(self) -> bool:
+        return self.max_new_tokens - len(self.tokens) <= self.reserve
 
 
 @dataclass(frozen=True)
@@ -130,89 +208,108 @@ class SamplingKey:
         return self.temperature > 0
 
 
-class ConstrainedLogits:
-    """A transformers ``LogitsProcessor``: masks, records score logits, samples (see the module doc).
+class MaskCache:
+    """Boolean masks (True: blocked) of allowed-token lists, exact and reused (see the module doc)."""
 
-    ``generate()`` calls it once per step with the sequences so far (prompt included, left
-    padded) and the next-token scores of every row; it returns the masked scores.
-    """
+    #: lists shorter than this are masked directly (cheap), not cached
+    MIN_CACHED = 256
+    #: distinct lists kept (each mask is one byte per vocabulary entry)
+    LIMIT = 512
 
-    def __init__(self, torch: Any, rows: Sequence[RowState], stop_ids: list[int], key: SamplingKey,
-                 min_new_tokens: int | None = None) -> None:
+    def __init__(self, torch: Any, vocab_size: int, device: Any) -> None:
         self.torch = torch
-        self.rows = list(rows)
+        self.device = device
+        self.all_blocked = torch.ones(vocab_size, dtype=torch.bool, device=device)
+        self._cached: dict[tuple[int, int, int], list[tuple[list[int], Any]]] = {}
+        self._count = 0
+        self.hits = self.misses = 0
+
+    def _build(self, allowed: Sequence[int]) -> Any:
+        mask = self.all_blocked.clone()
+        if allowed:
+            mask.index_fill_(0, self.torch.tensor(allowed, dtype=self.torch.long, device=self.device), False)
+        return mask
+
+    def blocked(self, allowed: list[int]) -> Any:
+        """The mask of ``allowed``; callers must not modify it."""
+        if len(allowed) < self.MIN_CACHED:
+            return self._build(allowed)
+        key = (len(allowed), allowed[0], allowed[-1])
+        entries = self._cached.setdefault(key, [])
+        for ids, mask in entries:
+            if ids == allowed:
+                self.hits += 1
+                return mask
+        self.misses += 1
+        if self._count >= self.LIMIT:
+            self._cached = {key: []}
+            entries = self._cached[key]
+            self._count = 0
+        mask = self._build(allowed)
+        entries.append((list(allowed), mask))
+        self._count += 1
+        return mask
+
+
+class Constrainer:
+    """Masks each row's next-token scores in place (see the module doc); times itself."""
+
+    def __init__(self, torch: Any, tables: TokenizerTables, stop_ids: list[int], vocab_size: int,
+                 device: Any) -> None:
+        self.torch = torch
         self.stop_ids = stop_ids
         self.stop_set = frozenset(stop_ids)
-        self.key = key
-        self.min_new_tokens = min_new_tokens
-        self.prompt_len: int | None = None
+        self.masks = MaskCache(torch, vocab_size, device)
+        self.stop_only = self.masks._build([stop_ids[0]])
+        closers = [i for i, text in tables.strings.items() if text.lstrip(" \t\n\r")[:1] in ('"', "}", "]")]
+        blanks = [i for i, text in tables.strings.items() if text and not text.strip(" \t\n\r")]
+        self.closers = ~self.masks._build(closers)  # True: a closing token
+        self.not_blank = self.masks._build(blanks)  # True: not whitespace-only
         self.elapsed_s = 0.0
-        self.steps = 0
-        self.generator = None
-        if key.do_sample:
-            self.generator = torch.Generator()
-            self.generator.manual_seed(key.seed if key.seed is not None else time.time_ns() % 2**63)
 
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
+    def __call__(self, rows: Sequence[RowState], scores: Any, min_new_tokens: int | None = None) -> Any:
+        """Mask ``scores`` (rows x vocab, float32) in place and return it."""
         started = time.perf_counter()
         torch = self.torch
-        self.steps += 1
-        if self.prompt_len is None:
-            self.prompt_len = int(input_ids.shape[1])
-        else:
-            for row, token in zip(self.rows, input_ids[:, -1].tolist()):
-                if not row.done:
-                    if token in self.stop_set:
-                        row.done = True
-                    else:
-                        row.tokens.append(int(token))
-        scores = scores.float()
-        mask = torch.full_like(scores, float("-inf"))
-        for i, row in enumerate(self.rows):
-            if row.done:  # generate() writes padding there anyway
-                mask[i] = 0.0
-                continue
+        for i, row in enumerate(rows):
             if row.enforcer is None:  # free text
-                mask[i] = 0.0
-                if self.min_new_tokens and len(row.tokens) < self.min_new_tokens:
-                    mask[i, self.stop_ids] = float("-inf")
+                if min_new_tokens and len(row.tokens) < min_new_tokens:
+                    scores[i, self.stop_ids] = float("-inf")
                 continue
             allowed = row.enforcer.get_allowed_tokens(row.tokens)
             allowed = getattr(allowed, "allowed_tokens", allowed)  # a TokenList since 0.11
             if allowed and allowed[-1] in self.stop_set:  # the JSON object is complete: stop
-                mask[i, self.stop_ids[0]] = 0.0
+                blocked = self.stop_only
             else:
-                mask[i, torch.tensor(allowed, dtype=torch.long, device=scores.device)] = 0.0
+                blocked = self.masks.blocked(allowed)
+                if row.closing:
+                    blocked = self._closing(blocked)
+                    row.closing_steps += 1
             if row.capture_index is not None:
                 index = row.capture_index
-                lse = float(torch.logsumexp(scores[i] + mask[i], dim=-1))
-                row.captured.append((scores[i, index].clone(), mask[i, index] == 0.0, lse))
-        scores = scores + mask
-        if self.generator is not None:
-            scores = self._sample(scores)
+                lse = float(torch.logsumexp(scores[i].masked_fill(blocked, float("-inf")), dim=-1))
+                row.captured.append((scores[i, index].clone(), ~blocked[index], lse))
+            scores[i].masked_fill_(blocked, float("-inf"))
         self.elapsed_s += time.perf_counter() - started
         return scores
 
-    def _sample(self, scores: Any) -> Any:
-        """Pick one token per row (temperature, top-p); returns scores that only allow it."""
-        torch = self.torch
-        key = self.key
-        logits = scores / max(key.temperature, 1e-5)
-        if key.top_p is not None and key.top_p < 1.0:
-            ordered, order = torch.sort(logits, descending=True, dim=-1)
-            ordered_probs = ordered.softmax(dim=-1)
-            drop = ordered_probs.cumsum(dim=-1) - ordered_probs > key.top_p  # keep the token that crosses top_p
-            ordered = ordered.masked_fill(drop, float("-inf"))
-            logits = torch.full_like(logits, float("-inf")).scatter(-1, order, ordered)
-        chosen = torch.multinomial(logits.softmax(dim=-1), 1, generator=self.generator)
-        return torch.full_like(scores, float("-inf")).scatter(-1, chosen, 0.0)
+    def _closing(self, blocked: Any) -> Any:
+        """``blocked`` narrowed to the tokens that close the JSON soonest (see the module doc)."""
+        allowed = ~blocked
+        for preferred in (self.closers, self.not_blank):
+            keep = allowed & preferred
+            if bool(keep.any()):
+                return ~keep
+        return blocked
 
 
-def as_logits_processor(transformers: Any, processor: ConstrainedLogits) -> Any:
-    """``processor`` as a ``LogitsProcessorList`` for ``generate(logits_processor=...)``."""
-
-    class _Processor(transformers.LogitsProcessor):
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            return processor(input_ids, scores)
-
-    return transformers.LogitsProcessorList([_Processor()])
+def sample(torch: Any, scores: Any, key: SamplingKey, generator: Any) -> Any:
+    """One token per row: temperature and nucleus (top-p) sampling with the caller's generator."""
+    logits = scores / max(key.temperature, 1e-5)
+    if key.top_p is not None and key.top_p < 1.0:
+        ordered, order = torch.sort(logits, descending=True, dim=-1)
+        ordered_probs = ordered.softmax(dim=-1)
+        drop = ordered_probs.cumsum(dim=-1) - ordered_probs > key.top_p  # keep the token that crosses top_p
+        ordered = ordered.masked_fill(drop, float("-inf"))
+        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, ordered)
+    return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator).squeeze(-1)

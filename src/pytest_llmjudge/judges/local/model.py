@@ -12,6 +12,14 @@ transformers load (slow), so it is converted once to safetensors under the cache
 (``cache_dir=``, else ``$LLMJUDGE_HOME``, else ``~/.cache/pytest-llmjudge``) and that copy is loaded
 afterwards. The conversion is written to a temporary directory and renamed into place, so
 concurrent pytest-xdist workers are safe.
+
+Loading the converted copy takes the short road (public APIs, measured ~3x faster than
+``from_pretrained`` on transformers 5.x): the tokenizer is read by ``PreTrainedTokenizerFast``
+from its ``tokenizer.json`` (``AutoTokenizer`` spends seconds resolving the GGUF's slow-tokenizer
+class), and the model is built with empty weights (``accelerate.init_empty_weights``) and given the
+saved tensors (``load_state_dict(assign=True)``, then ``tie_weights()``). Any surprise (a missing or
+unexpected weight, no accelerate) falls back to ``from_pretrained``. Other model directories always
+load through ``AutoTokenizer``/``AutoModelForCausalLM.from_pretrained``.
 """
 
 from __future__ import annotations
@@ -222,6 +230,32 @@ def convert_gguf(source: ModelSource, cache_dir: Path) -> Path:
     return target
 
 
+def _load_converted(torch: Any, transformers: Any, location: str, dtype: Any) -> tuple[Any, Any] | None:
+    """(tokenizer, model) of a converted GGUF copy by the short road (see the module doc); None: take the long one."""
+    try:
+        from accelerate import init_empty_weights
+        from safetensors.torch import load_file
+    except ImportError:
+        return None
+    folder = Path(location)
+    if not (folder / "tokenizer.json").is_file() or not (folder / "model.safetensors").is_file():
+        return None
+    tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(location, local_files_only=True)
+    config = transformers.AutoConfig.from_pretrained(location, local_files_only=True)
+    with init_empty_weights(include_buffers=False):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    loaded = model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False, assign=True)
+    model.tie_weights()
+    empty = [name for name, p in model.named_parameters() if p.device.type == "meta"]
+    if empty or loaded.unexpected_keys:
+        return None
+    if (folder / "generation_config.json").is_file():
+        model.generation_config = transformers.GenerationConfig.from_pretrained(location, local_files_only=True)
+    if dtype not in (None, "auto"):
+        model.to(dtype)
+    return tokenizer, model
+
+
 def load_model(source: ModelSource, opts: LocalOptions) -> tuple[Any, Any]:
     """Load (tokenizer, model), in eval mode on the requested device, offline.
 
@@ -257,9 +291,15 @@ def _load(source: ModelSource, opts: LocalOptions) -> tuple[Any, Any]:
             load_in_4bit=True, bnb_4bit_compute_dtype=compute
         )
         kwargs.setdefault("device_map", "auto" if device in ("auto", "cpu") else device)
+    loaded = None
+    if source.gguf_file and set(kwargs) <= {"local_files_only", "dtype"}:
+        loaded = _load_converted(torch, transformers, location, dtype)
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(location, local_files_only=True)
-        model = transformers.AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        if loaded is not None:
+            tokenizer, model = loaded
+        else:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(location, local_files_only=True)
+            model = transformers.AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except OSError as exc:
         raise ConfigError(
             f"local judge: cannot load {source.describe()!r} offline ({exc}). Local judges never "
