@@ -251,6 +251,62 @@ def test_json_closes_within_a_short_budget(judge: Any) -> None:
     assert result.score_distribution is not None
 
 
+class _Tokenizer:
+    """The few public tokenizer members the regular-token table reads (no backend: plain decode)."""
+
+    all_special_ids = [0]
+    added_tokens_decoder: dict = {}
+
+    def __init__(self, folder: Any) -> None:
+        self.name_or_path = str(folder)
+
+    def __len__(self) -> int:
+        return 4
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [1]
+
+    def decode(self, ids: list[int], clean_up_tokenization_spaces: bool = False) -> str:
+        return "".join({1: "0", 2: " a", 3: "b"}.get(i, "") for i in ids)
+
+
+def test_token_table_cache_is_keyed_and_harmless(tmp_path, monkeypatch) -> None:
+    """The regular-token table is kept under cache_dir/tokens, keyed by tokenizer files and library
+    versions; a cache that cannot be written costs only the recomputation."""
+    from pytest_llmjudge.judges.local import constraint
+
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    (folder / "tokenizer.json").write_text("{}")
+    tokenizer = _Tokenizer(folder)
+    cache = tmp_path / "cache"
+    expected = [(1, "0", False), (2, " a", False), (3, "b", False)]
+    assert constraint.cached_regular_tokens(tokenizer, [0], 4, cache) == expected
+    written = list((cache / "tokens").iterdir())
+    assert len(written) == 1 and written[0].suffix == ".json"
+    assert set(tmp_path.iterdir()) == {folder, cache}  # nothing written beside the cache
+
+    def fail(*args: Any) -> Any:
+        raise AssertionError("recomputed although cached")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(constraint, "regular_tokens", fail)
+        assert constraint.cached_regular_tokens(tokenizer, [0], 4, cache) == expected  # read back
+    first = constraint._tokens_cache_file(tokenizer, [0], 4, cache)
+    (folder / "tokenizer.json").write_text('{"changed": 1}')
+    assert constraint._tokens_cache_file(tokenizer, [0], 4, cache) != first
+    with monkeypatch.context() as patch:
+        patch.setattr(constraint, "_version", lambda name: "99.0")
+        versioned = constraint._tokens_cache_file(tokenizer, [0], 4, cache)
+    assert versioned != constraint._tokens_cache_file(tokenizer, [0], 4, cache)
+
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the cache directory should be")
+    assert constraint.cached_regular_tokens(tokenizer, [0], 4, blocked) == expected
+    assert blocked.read_text().startswith("a file")
+    assert constraint.cached_regular_tokens(tokenizer, [0], 4, None) == expected
+
+
 def test_mask_cache_is_exact() -> None:
     torch = pytest.importorskip("torch")
     from pytest_llmjudge.judges.local.constraint import MaskCache

@@ -24,7 +24,9 @@ transformers internals that moved in 5.x.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -47,19 +49,21 @@ class Enforcer:
     TokenEnforcer: Any
     TokenEnforcerTokenizerData: Any
     JsonSchemaParser: Any
+    CharacterLevelParserConfig: Any
 
 
 def import_enforcer() -> Enforcer:
     """Import lm-format-enforcer, or say how to install it."""
     try:
         from lmformatenforcer import (
+            CharacterLevelParserConfig,
             JsonSchemaParser,
             TokenEnforcer,
             TokenEnforcerTokenizerData,
         )
     except ImportError as exc:
         raise ConfigError(f"the local judge needs lm-format-enforcer ({exc}): {INSTALL_HINT}") from None
-    return Enforcer(TokenEnforcer, TokenEnforcerTokenizerData, JsonSchemaParser)
+    return Enforcer(TokenEnforcer, TokenEnforcerTokenizerData, JsonSchemaParser, CharacterLevelParserConfig)
 
 
 @dataclass
@@ -100,13 +104,26 @@ def regular_tokens(tokenizer: Any, stop_ids: list[int], vocab_size: int) -> list
 _TOKENS_FORMAT = "1"
 
 
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
 def _tokens_cache_file(tokenizer: Any, stop_ids: list[int], vocab_size: int, cache_dir: Path) -> Path | None:
-    """Where the regular-token table of a tokenizer read from a ``tokenizer.json`` is kept."""
+    """Where the regular-token table of a tokenizer read from a ``tokenizer.json`` is kept.
+
+    Under ``cache_dir/tokens``, named by a digest of what the table depends on: the tokenizer's
+    files, its length, the stop ids, the vocabulary size, and the transformers and tokenizers
+    versions (which decode the tokens), so a changed tokenizer or library never reads a stale table.
+    """
     folder = Path(str(getattr(tokenizer, "name_or_path", "") or ""))
     files = [folder / "tokenizer.json", folder / "tokenizer_config.json"]
     if not files[0].is_file():
         return None
-    digest = hashlib.sha256(f"{_TOKENS_FORMAT}|{stop_ids}|{vocab_size}|{len(tokenizer)}".encode())
+    versions = "|".join(_version(name) for name in ("transformers", "tokenizers"))  # they decode
+    digest = hashlib.sha256(f"{_TOKENS_FORMAT}|{versions}|{stop_ids}|{vocab_size}|{len(tokenizer)}".encode())
     for path in files:
         if path.is_file():
             digest.update(path.read_bytes())
@@ -128,15 +145,24 @@ def cached_regular_tokens(tokenizer: Any, stop_ids: list[int], vocab_size: int,
             pass  # unreadable: compute it again and overwrite
     table = regular_tokens(tokenizer, stop_ids, vocab_size)
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
-                                             prefix=f".{path.name}.") as tmp:
-                json.dump(table, tmp, ensure_ascii=False)
-            os.replace(tmp.name, path)
-        except OSError:
-            pass  # a read-only cache: compute it every time
+        _write_atomically(path, table)
     return table
+
+
+def _write_atomically(path: Path, table: list[tuple[int, str, bool]]) -> None:
+    """Write ``table`` as JSON to ``path`` via a temporary file; failures leave nothing behind."""
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, delete=False,
+                                         prefix=f".{path.name}.") as tmp:
+            tmp_name = tmp.name
+            json.dump(table, tmp, ensure_ascii=False)
+        os.replace(tmp_name, path)
+    except OSError:  # a read-only or full cache: the table is computed every time
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
 
 
 def build_tokenizer_tables(enforcer: Enforcer, tokenizer: Any, stop_ids: list[int], vocab_size: int,
@@ -155,10 +181,8 @@ def build_tokenizer_tables(enforcer: Enforcer, tokenizer: Any, stop_ids: list[in
 
 def json_enforcer(enforcer: Enforcer, tables: TokenizerTables, schema_json: dict[str, Any]) -> Any:
     """A fresh ``TokenEnforcer`` for one reply that must validate against ``schema_json``."""
-    parser = enforcer.JsonSchemaParser(schema_json)
-    token_enforcer = enforcer.TokenEnforcer(tables.data, parser)
-    parser.config.force_json_field_order = True  # reason before score, as the prompts ask
-    return token_enforcer
+    config = enforcer.CharacterLevelParserConfig(force_json_field_order=True)  # reason before score
+    return enforcer.TokenEnforcer(tables.data, enforcer.JsonSchemaParser(schema_json, config))
 
 
 def json_reserve(schema_json: dict[str, Any], max_new_tokens: int) -> int:

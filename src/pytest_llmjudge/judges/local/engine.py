@@ -7,7 +7,8 @@ leaves the batch at once (``DynamicCache.batch_select_indices``), and queued req
 settings are prefilled and merged into the running batch as places open.
 
 Each step is one plain forward call, ``model(input_ids, attention_mask, position_ids,
-past_key_values=DynamicCache, use_cache=True)``, then :class:`~.constraint.Constrainer` masks the
+past_key_values=DynamicCache, use_cache=True)`` (``cache=`` where the model's forward takes it:
+transformers 5.x renamed the argument), then :class:`~.constraint.Constrainer` masks the
 scores and the next token is the arg-max (or sampled with the engine's own ``torch.Generator``,
 never the process's global random state). Cache handling is in :mod:`.kv` (public cache APIs of
 transformers 4.57 and 5.x).
@@ -114,7 +115,11 @@ class Engine:
         self.pad_id = int(pad)
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
         self.context_len = int(getattr(model.config, "max_position_embeddings", 0) or 0)
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+        parameters = inspect.signature(model.forward).parameters
+        self._logits_to_keep = "logits_to_keep" in parameters
+        # transformers 5.x renames the forward argument past_key_values to cache (the old name is
+        # deprecated, with a warning on every call); 4.x knows only past_key_values
+        self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
         self.tables = build_tokenizer_tables(self.enforcer, tokenizer, stops, self.vocab_size,
                                              opts.cache_dir or default_cache_dir())
         self.constrainer = Constrainer(self.torch, self.tables, stops, self.vocab_size, self.device)
@@ -262,8 +267,9 @@ class Engine:
     def _forward(self, input_ids: Any, attention: Any, positions: Any, cache: Any) -> Any:
         """One forward pass; the float32 logits of the last position of each row."""
         extra: dict[str, Any] = {"logits_to_keep": 1} if self._logits_to_keep else {}
+        extra[self._cache_arg] = cache
         out = self.model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
-                         past_key_values=cache, use_cache=True, **extra)
+                         use_cache=True, **extra)
         return out.logits[:, -1, :].float()
 
     def _prefill(self, rows: Sequence[_Row]) -> tuple[Any, Any, Any]:
@@ -272,7 +278,10 @@ class Engine:
         count = len(rows)
         known, known_layers = self._known_head(rows)
         shared = max(known, _shared_head(rows) if count > 1 else 0)
-        cache = kv.build(transformers, kv.first_positions(known_layers, known)) if known else transformers.DynamicCache()
+        if known:
+            cache = kv.build(transformers, kv.first_positions(known_layers, known))
+        else:
+            cache = transformers.DynamicCache()
         if shared > known:
             head = torch.tensor([rows[0].prompt_ids[known:shared]], dtype=torch.long, device=self.device)
             attention = torch.ones((1, shared), dtype=torch.long, device=self.device)

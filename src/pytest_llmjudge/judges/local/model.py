@@ -25,6 +25,7 @@ load through ``AutoTokenizer``/``AutoModelForCausalLM.from_pretrained``.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -232,10 +233,10 @@ def convert_gguf(source: ModelSource, cache_dir: Path) -> Path:
 
 def _load_converted(torch: Any, transformers: Any, location: str, dtype: Any) -> tuple[Any, Any] | None:
     """(tokenizer, model) of a converted GGUF copy by the short road (see the module doc); None: take the long one."""
-    try:
-        from accelerate import init_empty_weights
+    try:  # accelerate ships no type information: imported as a module object
+        init_empty_weights = importlib.import_module("accelerate").init_empty_weights
         from safetensors.torch import load_file
-    except ImportError:
+    except (ImportError, AttributeError):
         return None
     folder = Path(location)
     if not (folder / "tokenizer.json").is_file() or not (folder / "model.safetensors").is_file():
