@@ -49,21 +49,19 @@ class Enforcer:
     TokenEnforcer: Any
     TokenEnforcerTokenizerData: Any
     JsonSchemaParser: Any
-    CharacterLevelParserConfig: Any
 
 
 def import_enforcer() -> Enforcer:
     """Import lm-format-enforcer, or say how to install it."""
     try:
         from lmformatenforcer import (
-            CharacterLevelParserConfig,
             JsonSchemaParser,
             TokenEnforcer,
             TokenEnforcerTokenizerData,
         )
     except ImportError as exc:
         raise ConfigError(f"the local judge needs lm-format-enforcer ({exc}): {INSTALL_HINT}") from None
-    return Enforcer(TokenEnforcer, TokenEnforcerTokenizerData, JsonSchemaParser, CharacterLevelParserConfig)
+    return Enforcer(TokenEnforcer, TokenEnforcerTokenizerData, JsonSchemaParser)
 
 
 @dataclass
@@ -74,6 +72,17 @@ class TokenizerTables:
     #: the text each regular token adds when it follows another token (leading spaces kept)
     strings: dict[int, str]
     decode: Callable[[list[int]], str]
+    #: every printable character the regular tokens write (see :func:`json_enforcer`)
+    characters: str = ""
+    _alphabets: dict[str, str] = field(default_factory=dict)
+
+    def alphabet(self, base: str) -> str:
+        """``base`` followed by the tokens' characters it lacks (computed once per ``base``)."""
+        merged = self._alphabets.get(base)
+        if merged is None:
+            present = set(base)
+            merged = self._alphabets[base] = base + "".join(c for c in self.characters if c not in present)
+        return merged
 
 
 def regular_tokens(tokenizer: Any, stop_ids: list[int], vocab_size: int) -> list[tuple[int, str, bool]]:
@@ -82,7 +91,10 @@ def regular_tokens(tokenizer: Any, stop_ids: list[int], vocab_size: int) -> list
     Unlike lm-format-enforcer's own transformers integration this leaves out every added special
     token (a GGUF-converted tokenizer may not list ``<|im_end|>`` among its special ids, and a
     model that may write it inside a JSON string stops mid-object) and decodes without the
-    clean-up of spaces (which turns the token ``" ."`` into ``"."``).
+    clean-up of spaces (which turns the token ``" ."`` into ``"."``). Tokens that decode to an
+    incomplete UTF-8 sequence (U+FFFD: byte-fallback pieces of a character) are left out too: the
+    enforcer would see the character only once the next token completes it, a character the
+    parser may not know (see :func:`json_enforcer`); JSON text is written from whole characters.
     """
     special = set(tokenizer.all_special_ids) | set(stop_ids)
     added = getattr(tokenizer, "added_tokens_decoder", None) or {}
@@ -97,11 +109,12 @@ def regular_tokens(tokenizer: Any, stop_ids: list[int], vocab_size: int) -> list
         with_zero = [tokenizer.decode([zero, i], clean_up_tokenization_spaces=False) for i in ids]
         alone = [tokenizer.decode([i], clean_up_tokenization_spaces=False) for i in ids]
     return [(i, after_zero[1:], len(after_zero) - 1 > len(single))
-            for i, after_zero, single in zip(ids, with_zero, alone)]
+            for i, after_zero, single in zip(ids, with_zero, alone)
+            if "\ufffd" not in after_zero and "\ufffd" not in single]
 
 
 #: bump when :func:`regular_tokens` changes what it computes
-_TOKENS_FORMAT = "1"
+_TOKENS_FORMAT = "2"
 
 
 def _version(distribution: str) -> str:
@@ -176,13 +189,24 @@ def build_tokenizer_tables(enforcer: Enforcer, tokenizer: Any, stop_ids: list[in
 
     eos: int | list[int] = stop_ids if len(stop_ids) > 1 else stop_ids[0]
     data = enforcer.TokenEnforcerTokenizerData(regular, decode, eos, False, vocab_size)
-    return TokenizerTables(data, strings, decode)
+    characters = sorted({c for text in strings.values() for c in text if c.isprintable() and c not in '"\\'})
+    return TokenizerTables(data, strings, decode, "".join(characters))
 
 
 def json_enforcer(enforcer: Enforcer, tables: TokenizerTables, schema_json: dict[str, Any]) -> Any:
     """A fresh ``TokenEnforcer`` for one reply that must validate against ``schema_json``."""
-    config = enforcer.CharacterLevelParserConfig(force_json_field_order=True)  # reason before score
-    return enforcer.TokenEnforcer(tables.data, enforcer.JsonSchemaParser(schema_json, config))
+    parser = enforcer.JsonSchemaParser(schema_json)
+    token_enforcer = enforcer.TokenEnforcer(tables.data, parser)
+    # After the TokenEnforcer: it replaces the parser's config (a public property) by one whose
+    # alphabet (what a JSON string may contain) is the characters that are a token by themselves.
+    # A character outside it (one only longer tokens write, or byte-fallback pieces: SmolLM2 writes
+    # "э" as two) ends the string and then the whole object in the parser's eyes: it allowed only
+    # the stop token and the reply was cut mid-string. The alphabet is widened to every printable
+    # character the tokens write.
+    config = parser.config
+    config.alphabet = tables.alphabet(config.alphabet)
+    config.force_json_field_order = True  # reason before score, as the prompts ask
+    return token_enforcer
 
 
 def json_reserve(schema_json: dict[str, Any], max_new_tokens: int) -> int:
@@ -248,7 +272,7 @@ class MaskCache:
         self._count = 0
         self.hits = self.misses = 0
 
-    def _build(self, allowed: Sequence[int]) -> Any:
+    def build(self, allowed: Sequence[int]) -> Any:
         mask = self.all_blocked.clone()
         if allowed:
             mask.index_fill_(0, self.torch.tensor(allowed, dtype=self.torch.long, device=self.device), False)
@@ -257,7 +281,7 @@ class MaskCache:
     def blocked(self, allowed: list[int]) -> Any:
         """The mask of ``allowed``; callers must not modify it."""
         if len(allowed) < self.MIN_CACHED:
-            return self._build(allowed)
+            return self.build(allowed)
         key = (len(allowed), allowed[0], allowed[-1])
         entries = self._cached.setdefault(key, [])
         for ids, mask in entries:
@@ -269,7 +293,7 @@ class MaskCache:
             self._cached = {key: []}
             entries = self._cached[key]
             self._count = 0
-        mask = self._build(allowed)
+        mask = self.build(allowed)
         entries.append((list(allowed), mask))
         self._count += 1
         return mask
@@ -284,11 +308,11 @@ class Constrainer:
         self.stop_ids = stop_ids
         self.stop_set = frozenset(stop_ids)
         self.masks = MaskCache(torch, vocab_size, device)
-        self.stop_only = self.masks._build([stop_ids[0]])
+        self.stop_only = self.masks.build([stop_ids[0]])
         closers = [i for i, text in tables.strings.items() if text.lstrip(" \t\n\r")[:1] in ('"', "}", "]")]
         blanks = [i for i, text in tables.strings.items() if text and not text.strip(" \t\n\r")]
-        self.closers = ~self.masks._build(closers)  # True: a closing token
-        self.not_blank = self.masks._build(blanks)  # True: not whitespace-only
+        self.closers = ~self.masks.build(closers)  # True: a closing token
+        self.not_blank = self.masks.build(blanks)  # True: not whitespace-only
         self.elapsed_s = 0.0
 
     def __call__(self, rows: Sequence[RowState], scores: Any, min_new_tokens: int | None = None) -> Any:
