@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -16,12 +17,12 @@ from .model import (
     SMOLLM2_ALIAS,
     SMOLLM2_GGUF,
     LocalOptions,
+    ModelSource,
     default_cache_dir,
     resolve_model,
 )
 
-_engines: dict[tuple[Any, ...], Engine] = {}
-_engines_lock = threading.Lock()
+_loading = threading.Lock()  # one load per model even when several threads build judges at once
 
 
 class LocalJudge:
@@ -107,11 +108,17 @@ def make_local_judge(model: str, **options: Any) -> LocalJudge:
     """Build the judge for ``local:MODEL``; the loaded model is shared by judges on the same one."""
     opts = LocalOptions.from_options(options)
     source = resolve_model(model)
-    cache_dir = opts.cache_dir or default_cache_dir()
-    key = (source, opts.device, opts.dtype, opts.load_in_4bit, str(cache_dir))
-    with _engines_lock:
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _engines[key] = Engine(source, opts)  # refuses 4-bit without CUDA
+    # only what loading reads is part of the key: judges differing in sampling share one model
+    load = LocalOptions(device=opts.device, dtype=opts.dtype, load_in_4bit=opts.load_in_4bit,
+                        cache_dir=opts.cache_dir or default_cache_dir())
+    with _loading:
+        engine = loaded_engine(source, load)  # refuses 4-bit without CUDA
     alias = source.gguf_file == SMOLLM2_GGUF and model.strip().lower() == SMOLLM2_ALIAS
     return LocalJudge(f"local:{SMOLLM2_ALIAS}" if alias else f"local:{model}", engine, opts)
+
+
+@functools.cache
+def loaded_engine(source: ModelSource, load: LocalOptions) -> Engine:
+    """The process's engine for ``source`` loaded with ``load``'s device, dtype and cache folder
+    (a model is loaded once per process, whichever run asks)."""
+    return Engine(source, load)
