@@ -102,9 +102,9 @@ def main() -> None:
             print(f"cold load (GGUF convert + load):      {time.perf_counter() - started:6.2f} s")
         finally:
             shutil.rmtree(cold_dir, ignore_errors=True)
-            lj._engines.clear()
+            lj.loaded_engine.cache_clear()
     lj.make_local_judge(model)  # make sure the default cache holds the converted copy
-    lj._engines.clear()
+    lj.loaded_engine.cache_clear()
     started = time.perf_counter()
     judge = lj.make_local_judge(model, **({"dtype": args.dtype} if args.dtype else {}))
     print(f"warm load (in process, import done):  {time.perf_counter() - started:6.2f} s")
