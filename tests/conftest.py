@@ -278,3 +278,13 @@ def normalize_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+
+
+def readme_install_commands() -> tuple[list[str], list[str]]:
+    """(plugin-only commands, local-judge commands) from the README's "Install in your project"."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Install in your project", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 2, blocks
+    plugin_only, local = ([line for line in block.splitlines() if line.strip()] for block in blocks)
+    return plugin_only, local
