@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import json
 import os
 import shlex
 import shutil
@@ -135,13 +136,9 @@ def build(name: str) -> Path:
 
 
 def freeze(venv: Path) -> dict[str, str]:
-    out = ok([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "freeze", "--all"])
-    versions = {}
-    for line in out.splitlines():
-        name, sep, version = line.partition("==")
-        if sep:
-            versions[name.lower().replace("_", "-")] = version
-    return versions
+    """Every distribution in ``venv``: normalized name -> version."""
+    out = ok([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "list", "--format", "json"])
+    return {d["name"].lower().replace("_", "-"): d["version"] for d in json.loads(out)}
 
 
 @contextmanager
