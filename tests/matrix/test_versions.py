@@ -80,6 +80,8 @@ def clean_env() -> dict[str, str]:
            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "OPENAI_API_KEY", "OPENAI_BASE_URL", "HF_TOKEN",
                         "PYTEST_ADDOPTS", "LLMJUDGE_MATRIX")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # nothing but packages from the registries: uv fetches no Python (the model loads with local_files_only)
+    env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
     env.setdefault("UV_CACHE_DIR", str(MATRIX / ".uv-cache"))  # shared by the legs; cold in a fresh clone
     return env
 
@@ -98,14 +100,25 @@ def ok(args: list[str], *, cwd: Path = ROOT, timeout: float = 900) -> str:
 
 
 def pip_find_links() -> list[str]:
-    """pip's configured find-links (where this machine keeps the CPU torch wheel), for uv."""
+    """pip's configured find-links (files and environment), for uv, which reads no pip configuration."""
     out = ok([sys.executable, "-m", "pip", "config", "list"])
-    links = []
+    links: list[str] = []
     for line in out.splitlines():
         key, _, value = line.partition("=")
         if key.endswith(".find-links"):
-            links += [link for link in value.strip("'\"").split() if link not in links]
+            links += [link for link in value.strip().strip("'\"").split() if link not in links]
     return links
+
+
+def local_torch_wheel(links: list[str]) -> str | None:
+    """The CPU torch wheel in a find-links folder, if one holds it (``torch-2.13.0+cpu-cp311-...whl``)."""
+    version = TORCH.split("==")[1]
+    for link in links:
+        folder = Path(link.removeprefix("file://"))
+        wheels = sorted(folder.glob(f"torch-{version}+cpu-*.whl")) if folder.is_dir() else []
+        if wheels:
+            return str(wheels[0])
+    return None
 
 
 def uv() -> str:
@@ -125,10 +138,17 @@ def build(name: str) -> Path:
     venv = MATRIX / name
     shutil.rmtree(venv, ignore_errors=True)
     ok([uv(), "venv", "-q", "--seed", "--python", interpreter, str(venv)])
+    links = pip_find_links()
     install = [uv(), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-               *(arg for link in pip_find_links() for arg in ("--find-links", link))]
+               *(arg for link in links for arg in ("--find-links", link))]
     if TORCH in packages:
-        ok([*install, TORCH])  # first, as a user with a CPU torch would have it
+        # first, as a user with a CPU torch would have it. uv takes it from pip's find-links; where
+        # no find-links folder holds the CPU wheel, pip installs it from wherever pip's own
+        # configuration finds it (as scripts/setup.sh does), and uv then keeps it
+        if local_torch_wheel(links):
+            ok([*install, TORCH])
+        else:
+            ok([str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "-q", "install", TORCH])
     ok([*install, *(["-c", str(LOWEST)] if lowest else []), *packages])
     cuda = [pkg for pkg in freeze(venv) if pkg.startswith("nvidia-")]
     assert not cuda, f"a CUDA torch came in: {cuda}"
