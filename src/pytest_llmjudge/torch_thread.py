@@ -70,8 +70,10 @@ def share_cores_with_xdist_workers() -> None:
     share = cores_per_worker()
     if share is None:
         return
-    import torch
-
+    try:
+        import torch
+    except ImportError:  # the plugin without its local extra: nothing to share
+        return
     if torch.get_num_threads() > share:
         torch.set_num_threads(share)
 

@@ -53,3 +53,13 @@ def test_the_torch_thread_applies_the_share_in_a_worker() -> None:
     env["PYTEST_XDIST_WORKER_COUNT"] = "64"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1", "1"]
+
+
+def test_the_torch_thread_serves_in_a_worker_without_torch(tmp_path) -> None:
+    """The core install has no torch: the thread must still run calls under xdist (it hung)."""
+    (tmp_path / "torch.py").write_text("raise ImportError('no torch here')\n")
+    code = "from pytest_llmjudge.torch_thread import run_on_torch_thread; print(run_on_torch_thread(lambda: 42))"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env.update(PYTEST_XDIST_WORKER_COUNT="2", PYTHONPATH=os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")]))
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["42"], done.stderr
