@@ -85,6 +85,9 @@ def clean_env() -> dict[str, str]:
     # nothing but packages from the registries: uv fetches no Python (the model loads with local_files_only)
     env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1")
     env.setdefault("UV_CACHE_DIR", str(MATRIX / ".uv-cache"))  # shared by the legs; cold in a fresh clone
+    # two legs run side by side on CI's two cores: one torch thread each, not one per core each
+    # (OpenMP threads spin-waiting on an oversubscribed machine stall the local judge)
+    env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
 
