@@ -15,9 +15,8 @@ find-links); the plugin itself is then installed with ``pip``, as a user would:
   machines is for Python 3.11 only).
 
 The newest versions on Python 3.11 with the whole suite are ``.venv`` itself (``scripts/constraints.txt``
-pins the newest releases). Skipped unless ``LLMJUDGE_MATRIX=1``: ``.ci/run`` runs the core legs after
-the suite, ``-n 2 --dist loadgroup -k core`` (the lowest leg on one worker, the newest on the other);
-the local legs are run by hand with ``-k local`` (not yet measured within CI's time budget).
+pins the newest releases). Skipped unless ``LLMJUDGE_MATRIX=1``: ``.ci/run`` runs all four legs after
+the suite, ``-n 2 --dist loadgroup`` (the lowest legs on one worker, the newest on the other).
 """
 
 from __future__ import annotations
