@@ -143,6 +143,23 @@ def test_name_endpoint_and_make_judge(judge: Any) -> None:
 
 
 @needs_model
+@needs_model
+def test_loading_leaves_the_collector_as_it_was() -> None:
+    """Collection is paused while torch is imported and the model loads, then on again; nothing is frozen."""
+    code = (
+        "import gc\n"
+        "from pytest_llmjudge.judges.local import make_local_judge\n"
+        "make_local_judge('smollm2-135m')\n"
+        "assert gc.isenabled() and gc.get_freeze_count() == 0, (gc.isenabled(), gc.get_freeze_count())\n"
+        "gc.disable()\n"
+        "from pytest_llmjudge.judges.local.judge import loaded_engine\n"
+        "loaded_engine.cache_clear()\n"
+        "make_local_judge('smollm2-135m')\n"
+        "assert not gc.isenabled(), 'a user who turned collection off keeps it off'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+
+
 def test_gguf_is_converted_once(judge: Any) -> None:
     from pytest_llmjudge.judges.local import convert_gguf, default_cache_dir
 

@@ -88,9 +88,12 @@ class Engine:
     """One loaded model shared by every LocalJudge on it: tokenizer, enforcer tables, queue."""
 
     def __init__(self, source: ModelSource, opts: LocalOptions) -> None:
-        self.torch, self.transformers = import_torch_stack()
-        self.enforcer = import_enforcer()
-        with collections_paused():  # ~1M long-lived objects (weights' wrappers, enforcer tables)
+        # no automatic collection while importing torch and transformers and loading: ~1M
+        # long-lived objects (modules, weights' wrappers, enforcer tables) that the collector's
+        # passes would walk again and again (~0.7 s of a ~4 s load in a fresh process)
+        with collections_paused():
+            self.torch, self.transformers = import_torch_stack()
+            self.enforcer = import_enforcer()
             run_on_torch_thread(self._setup, source, opts)
 
     def _setup(self, source: ModelSource, opts: LocalOptions) -> None:
