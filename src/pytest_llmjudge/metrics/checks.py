@@ -20,17 +20,18 @@ import functools
 import hashlib
 import importlib.util
 import json
-import math
 import re
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..heap import collections_paused, import_heavy
 from ..torch_thread import run_on_torch_thread
 from .base import CheckMetric, MetricInputs
+
+if TYPE_CHECKING:
+    from jsonschema.protocols import Validator
 
 __all__ = [
     "CHECK_METRICS", "contains", "exact_match", "json_schema", "regex", "similarity",
@@ -123,141 +124,7 @@ def regex(pattern: str | re.Pattern[str] | None = None, *, flags: int = 0) -> Ch
 
 
 # --------------------------------------------------------------------------------------------
-# json_schema: a compact JSON Schema validator
-
-
-_TYPES: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
-}
-
-
-def _resolve_ref(ref: str, root: dict[str, Any]) -> Any:
-    if not ref.startswith("#"):
-        raise ConfigError(f"json_schema: only local $ref ('#/...') is supported, not {ref!r}")
-    node: Any = root
-    for part in [p for p in ref[1:].split("/") if p]:
-        part = part.replace("~1", "/").replace("~0", "~")
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        else:
-            raise ConfigError(f"json_schema: $ref {ref!r} points nowhere in the schema")
-    return node
-
-
-def _path(parts: list[str | int]) -> str:
-    out = "$"
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
-def _errors(value: Any, schema: Any, root: dict[str, Any], where: list[str | int]) -> list[str]:
-    """Every violation of ``schema`` by ``value`` (keywords not listed in the docs are ignored)."""
-    if schema is True or schema == {}:
-        return []
-    if schema is False:
-        return [f"{_path(where)}: no value is allowed here"]
-    if not isinstance(schema, dict):
-        raise ConfigError(f"json_schema: a schema must be an object or a boolean, got {schema!r}")
-    if "$ref" in schema:
-        referenced = _errors(value, _resolve_ref(schema["$ref"], root), root, where)
-        rest = {k: v for k, v in schema.items() if k != "$ref"}
-        return referenced + (_errors(value, rest, root, where) if rest else [])
-    at = _path(where)
-    errors: list[str] = []
-    kind = schema.get("type")
-    if kind is not None:
-        kinds = kind if isinstance(kind, list) else [kind]
-        unknown = [k for k in kinds if k not in _TYPES]
-        if unknown:
-            raise ConfigError(f"json_schema: unknown type {unknown[0]!r}")
-        if not any(_TYPES[k](value) for k in kinds):
-            return [f"{at}: expected {' or '.join(kinds)}, got {_json_type(value)} {_short(json.dumps(value), 40)}"]
-    if "const" in schema and not _same(value, schema["const"]):
-        errors.append(f"{at}: must be {json.dumps(schema['const'])}")
-    if "enum" in schema and not any(_same(value, option) for option in schema["enum"]):
-        errors.append(f"{at}: must be one of {json.dumps(schema['enum'])}")
-    if _TYPES["number"](value):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{at}: {value} is below the minimum {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append(f"{at}: {value} is above the maximum {schema['maximum']}")
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            errors.append(f"{at}: {value} must be above {schema['exclusiveMinimum']}")
-        if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-            errors.append(f"{at}: {value} must be below {schema['exclusiveMaximum']}")
-        step = schema.get("multipleOf")
-        if step and not math.isclose(value / step, round(value / step), abs_tol=1e-9):
-            errors.append(f"{at}: {value} is not a multiple of {step}")
-    if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            errors.append(f"{at}: shorter than {schema['minLength']} characters")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            errors.append(f"{at}: longer than {schema['maxLength']} characters")
-        if "pattern" in schema and not _compile(schema["pattern"]).search(value):
-            errors.append(f"{at}: does not match /{schema['pattern']}/")
-    if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append(f"{at}: fewer than {schema['minItems']} items")
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            errors.append(f"{at}: more than {schema['maxItems']} items")
-        if schema.get("uniqueItems"):
-            seen = [json.dumps(v, sort_keys=True) for v in value]
-            if len(set(seen)) != len(seen):
-                errors.append(f"{at}: items are not unique")
-        prefix = schema.get("prefixItems", [])
-        for index, item in enumerate(value):
-            item_schema = prefix[index] if index < len(prefix) else schema.get("items", True)
-            errors.extend(_errors(item, item_schema, root, [*where, index]))
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        for name in schema.get("required", []):
-            if name not in value:
-                errors.append(f"{at}: missing required property {name!r}")
-        extra = schema.get("additionalProperties", True)
-        for name, item in value.items():
-            if name in properties:
-                errors.extend(_errors(item, properties[name], root, [*where, name]))
-            elif extra is False:
-                errors.append(f"{at}: unexpected property {name!r}")
-            elif isinstance(extra, dict):
-                errors.extend(_errors(item, extra, root, [*where, name]))
-        if "minProperties" in schema and len(value) < schema["minProperties"]:
-            errors.append(f"{at}: fewer than {schema['minProperties']} properties")
-        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-            errors.append(f"{at}: more than {schema['maxProperties']} properties")
-    for sub in schema.get("allOf", []):
-        errors.extend(_errors(value, sub, root, where))
-    if "anyOf" in schema and not any(not _errors(value, sub, root, where) for sub in schema["anyOf"]):
-        errors.append(f"{at}: matches none of the anyOf schemas")
-    if "oneOf" in schema:
-        matches = sum(1 for sub in schema["oneOf"] if not _errors(value, sub, root, where))
-        if matches != 1:
-            errors.append(f"{at}: matches {matches} of the oneOf schemas, not exactly one")
-    if "not" in schema and not _errors(value, schema["not"], root, where):
-        errors.append(f"{at}: must not match the 'not' schema")
-    return errors
-
-
-def _same(a: Any, b: Any) -> bool:
-    """JSON equality: 1 == 1.0, but True != 1."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return bool(a == b)
-
-
-def _json_type(value: Any) -> str:
-    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
-        if _TYPES[name](value):
-            return name
-    return type(value).__name__
+# json_schema: validated by the jsonschema package
 
 
 def _load_schema(schema: Any) -> dict[str, Any]:
@@ -271,27 +138,54 @@ def _load_schema(schema: Any) -> dict[str, Any]:
             raise ConfigError(f"json_schema: the schema is not valid JSON: {exc}") from None
     if not isinstance(schema, (dict, bool)):
         raise ConfigError("json_schema: give the schema as a dict, a JSON string or a pydantic model class")
-    return schema if isinstance(schema, dict) else ({} if schema else {"not": {}})
+    return schema if isinstance(schema, dict) else ({} if schema else {"not": {}})  # true / false schemas
+
+
+def _validator(schema: Any) -> Validator:
+    """A jsonschema validator for ``schema``, of the draft its ``$schema`` names (default: 2020-12).
+
+    Only references inside the schema (``#/$defs/...``) and to the drafts' meta-schemas resolve:
+    the registry is empty, where jsonschema's default would download any other ``$ref``.
+    """
+    import jsonschema  # ~0.2 s: imported when a json_schema check is first built
+    import referencing
+
+    root = _load_schema(schema)
+    cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(root)
+    except jsonschema.SchemaError as exc:
+        where = " at " + "".join(f"[{p!r}]" for p in exc.path) if exc.path else ""
+        raise ConfigError(f"json_schema: the schema is invalid{where}: {exc.message}") from None
+    return cls(root, registry=referencing.Registry())
+
+
+def _violations(validator: Validator, value: Any) -> list[str]:
+    """Every violation of the validator's schema by ``value``, as ``$.path: message (keyword)``."""
+    from referencing.exceptions import Unresolvable
+
+    try:
+        errors = sorted(validator.iter_errors(value), key=lambda error: error.json_path)
+    except Unresolvable as exc:
+        raise ConfigError(f"json_schema: $ref {exc.ref!r} points nowhere in the schema") from None
+    return [f"{error.json_path}: {error.message} ({error.validator})" for error in errors]
 
 
 def validate_json_schema(value: Any, schema: Any) -> list[str]:
     """The violations of ``schema`` (dict, JSON string or pydantic class) by ``value``; [] if valid.
 
-    Supports type, properties, required, additionalProperties, items, prefixItems, enum, const,
-    minimum/maximum (and exclusive), multipleOf, minLength/maxLength, pattern, minItems/maxItems,
-    uniqueItems, min/maxProperties, allOf/anyOf/oneOf/not and local ``$ref``; other keywords
-    (format, dependencies...) are ignored.
+    Any JSON Schema draft the ``jsonschema`` package knows (2020-12 unless ``$schema`` names
+    another); ``format`` is not checked; only local ``$ref`` (``#/...``) resolves.
     """
-    root = _load_schema(schema)
-    return _errors(value, root, root, [])
+    return _violations(_validator(schema), value)
 
 
 def json_schema(schema: Any = None) -> CheckMetric:
     """Score 1 when the output parses as JSON and validates against ``schema`` (default: expected)."""
-    fixed = _load_schema(schema) if schema is not None else None
+    fixed = _validator(schema) if schema is not None else None
 
     def check(inputs: MetricInputs) -> tuple[float, str]:
-        root = fixed if fixed is not None else _load_schema(_parameter(None, inputs, "json_schema"))
+        validator = fixed if fixed is not None else _validator(_parameter(None, inputs, "json_schema"))
         if isinstance(inputs.output, (dict, list)):
             value: Any = inputs.output  # already parsed by the caller
         else:
@@ -299,14 +193,14 @@ def json_schema(schema: Any = None) -> CheckMetric:
                 value = json.loads(inputs.output)
             except json.JSONDecodeError as exc:
                 return 0.0, f"output is not valid JSON: {exc}"
-        errors = _errors(value, root, root, [])
+        errors = _violations(validator, value)
         if errors:
             more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
             return 0.0, "output does not match the JSON schema: " + "; ".join(errors[:3]) + more
         return 1.0, "output is valid JSON for the schema"
 
     return CheckMetric(name="json_schema", check=check, requires=() if fixed is not None else ("expected",),
-                       version=_version("json_schema", fixed))
+                       version=_version("json_schema", fixed.schema if fixed is not None else None))
 
 
 # --------------------------------------------------------------------------------------------
