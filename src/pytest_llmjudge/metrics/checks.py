@@ -167,7 +167,8 @@ def _violations(validator: Validator, value: Any) -> list[str]:
     try:
         errors = sorted(validator.iter_errors(value), key=lambda error: error.json_path)
     except Unresolvable as exc:
-        raise ConfigError(f"json_schema: $ref {exc.ref!r} points nowhere in the schema") from None
+        raise ConfigError(f"json_schema: $ref {exc.ref!r} points nowhere in the schema "
+                          "(only references inside the schema resolve; nothing is fetched)") from None
     return [f"{error.json_path}: {error.message} ({error.validator})" for error in errors]
 
 

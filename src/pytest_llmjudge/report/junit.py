@@ -14,6 +14,9 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
@@ -78,11 +81,38 @@ def log_xml(config: pytest.Config) -> Any:
     return config.stash.get(xml_key, None)
 
 
+#: characters XML 1.0 does not allow, even escaped (pytest's JUnit writer replaces them the same way)
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """``text`` with each character XML cannot hold written as ``#xNN``."""
+    return _NOT_XML.sub(lambda found: f"#x{ord(found.group()):02X}", text)
+
+
 def write_system_out(config: pytest.Config, report: pytest.TestReport, props: list[tuple[str, str]]) -> None:
-    """xunit2: the per-test values as ``<system-out>`` lines of the testcase."""
+    """xunit2: the per-test values as ``<system-out>`` lines of the testcase.
+
+    pytest has no public API for a testcase's content: this appends the element through its JUnit
+    reporter's ``node_reporter(report).append`` (pytest 8.2 to 9.2). Where a pytest lacks them,
+    the values stay out of the XML (the results file has them) and one warning says so.
+    """
     xml = log_xml(config)
     if xml is None or not props:
         return
-    text = "\n".join(f"{name}={' '.join(value.split())}" for name, value in props)
-    reporter = xml.node_reporter(report)
-    reporter._write_content(report, text, "system-out")
+    node_reporter = getattr(xml, "node_reporter", None)
+    append = getattr(node_reporter(report), "append", None) if callable(node_reporter) else None
+    if not callable(append):
+        if not config.stash.get(_warned_key, False):
+            config.stash[_warned_key] = True
+            warnings.warn(pytest.PytestWarning(
+                f"llmjudge: this pytest ({pytest.__version__}) offers no way to add the per-test llm.* "
+                "values to a JUnit xunit2 testcase; they are left out of the XML (use --llm-results, "
+                "or -o junit_family=xunit1 for per-test properties)"), stacklevel=1)
+        return
+    element = ET.Element("system-out")
+    element.text = xml_text("\n".join(f"{name}={' '.join(value.split())}" for name, value in props))
+    append(element)
+
+
+_warned_key = pytest.StashKey[bool]()
