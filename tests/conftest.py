@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import textwrap
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -21,6 +22,12 @@ import pytest
 from pytest_llmjudge.judges import retry
 from pytest_llmjudge.report.results_file import read_result_rows
 from pytest_llmjudge.testing.fake_server import FakeJudgeServer
+
+# A run started in the background by a shell without job control (`cmd &` in a script) inherits
+# SIGINT ignored, and so would every pytest these tests start, which then cannot be interrupted:
+# the Ctrl-C tests need it delivered. A handler, unlike "ignored", is not inherited by children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: A QA suite the fake server grades by word overlap: some answers right, some wrong.
 QA_ROWS: list[dict[str, str]] = [
