@@ -143,7 +143,6 @@ def test_name_endpoint_and_make_judge(judge: Any) -> None:
 
 
 @needs_model
-@needs_model
 def test_loading_leaves_the_collector_as_it_was() -> None:
     """Collection is paused while torch is imported and the model loads, then on again; nothing is frozen."""
     code = (
@@ -160,6 +159,7 @@ def test_loading_leaves_the_collector_as_it_was() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
 
 
+@needs_model
 def test_gguf_is_converted_once(judge: Any) -> None:
     from pytest_llmjudge.judges.local import convert_gguf, default_cache_dir
 
