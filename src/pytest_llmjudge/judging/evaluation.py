@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
@@ -202,17 +203,28 @@ def evaluate(
                                       cache=cache)
     metric = metric.for_judge(judge.name)
     request = build_request(metric, inputs, sampling, sample_index)
-    key = None
-    if cache is not None:
-        key = cache.key(judge, metric, request)
-        hit = cache.get(key, threshold)
-        if hit is not None:
-            return hit
-    parsed, response, calls = judge_once(judge, metric, request)
-    verdict = verdict_from_reply(metric, parsed, response, judge_name=judge.name, threshold=threshold)
-    verdict.judge_calls = calls
-    if cache is not None and key is not None:
-        cache.put(key, verdict)
+
+    def grade() -> Verdict:
+        parsed, response, calls = judge_once(judge, metric, request)
+        verdict = verdict_from_reply(metric, parsed, response, judge_name=judge.name, threshold=threshold)
+        verdict.judge_calls = calls
+        return verdict
+
+    return through_cache(cache, judge, metric, request, threshold, grade)
+
+
+def through_cache(cache: Any, judge: Judge, form: Any, request: JudgeRequest, threshold: float,
+                  grade: Callable[[], Verdict]) -> Verdict:
+    """The cached verdict of ``judge`` on ``request`` under ``form``'s fingerprint, else ``grade()``'s,
+    which is then cached (no cache: ``grade()``)."""
+    if cache is None:
+        return grade()
+    key = cache.key(judge, form, request)
+    hit = cache.get(key, threshold)
+    if hit is not None:
+        return hit
+    verdict = grade()
+    cache.put(key, verdict)
     return verdict
 
 
@@ -221,24 +233,18 @@ def likelihood_verdict(metric: Metric, form: ReferenceGain, model: LikelihoodMod
     """``metric``'s verdict scored by its likelihood ``form`` from ``model`` (:mod:`..metrics.likelihood`);
     deterministic, so every sample of it is the same, and cached like a reply."""
     metric.check_inputs(inputs)
-    key = None
-    if cache is not None:
-        # the request a reply-judge would get, under the likelihood form's own fingerprint
-        request = build_request(metric.for_judge(judge.name), inputs)
-        key = cache.key(judge, form, request)
-        hit = cache.get(key, threshold)
-        if hit is not None:
-            return hit
-    started = time.perf_counter()
-    score, reason, details = form.score(model, inputs)
-    verdict = Verdict(
-        metric=metric.name, score=score, raw_score=score, reason=reason, threshold=threshold,
-        passed=score >= threshold, judge=judge.name, latency_s=time.perf_counter() - started, details=details,
-        judge_calls=1,
-    )
-    if cache is not None and key is not None:
-        cache.put(key, verdict)
-    return verdict
+
+    def grade() -> Verdict:
+        started = time.perf_counter()
+        score, reason, details = form.score(model, inputs)
+        return Verdict(
+            metric=metric.name, score=score, raw_score=score, reason=reason, threshold=threshold,
+            passed=score >= threshold, judge=judge.name, latency_s=time.perf_counter() - started,
+            details=details, judge_calls=1,
+        )
+
+    # cached under the request a reply-judge would get, with the likelihood form's own fingerprint
+    return through_cache(cache, judge, form, build_request(metric.for_judge(judge.name), inputs), threshold, grade)
 
 
 def redact_data(value: Any) -> Any:
