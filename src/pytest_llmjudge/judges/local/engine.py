@@ -176,8 +176,7 @@ class Engine:
                     break
                 self._cond.wait(remaining)
             batch = same[: first.batch_size]
-            taken = {id(j) for j in batch}
-            self._queue = [j for j in self._queue if id(j) not in taken]
+            self._dequeue(batch)
         self.generate(batch, refill=True)
 
     def _take(self, key: SamplingKey, count: int) -> list[Job]:
@@ -186,10 +185,14 @@ class Engine:
             return []
         with self._cond:
             more = [j for j in self._queue if j.key == key][:count]
-            if more:
-                taken = {id(j) for j in more}
-                self._queue = [j for j in self._queue if id(j) not in taken]
+            self._dequeue(more)
         return more
+
+    def _dequeue(self, jobs: Sequence[Job]) -> None:
+        """Remove ``jobs`` from the queue (the caller holds ``_cond``)."""
+        if jobs:
+            taken = {id(j) for j in jobs}
+            self._queue = [j for j in self._queue if id(j) not in taken]
 
     def _deliver(self, job: Job, result: JudgeResponse | JudgeError) -> None:
         if isinstance(result, JudgeResponse):
